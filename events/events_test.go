@@ -1,0 +1,155 @@
+package events_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/indexpilot/indexpilot/events"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden fixtures in testdata/")
+
+func fixturePath(t events.Type) string {
+	return filepath.Join("testdata", string(t)+".json")
+}
+
+// TestGoldenFixtures checks that every live type has a fixture that decodes
+// strictly into its payload type and re-encodes byte-identically.
+func TestGoldenFixtures(t *testing.T) {
+	at := time.Date(2026, 11, 25, 12, 0, 5, 0, time.UTC)
+	seen := map[events.Type]bool{}
+	for _, p := range events.Examples() {
+		seen[p.EventType()] = true
+		env, err := events.Wrap(p, "example", "", at)
+		if err != nil {
+			t.Fatalf("wrap %s: %v", p.EventType(), err)
+		}
+		want, err := events.Marshal(env)
+		if err != nil {
+			t.Fatalf("marshal %s: %v", p.EventType(), err)
+		}
+		path := fixturePath(p.EventType())
+		if *update {
+			if err := os.WriteFile(path, want, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("read fixture for %s: %v (run go test -update once)", p.EventType(), err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("fixture %s differs from the encoding of the example:\n got: %s\nwant: %s", path, got, want)
+		}
+
+		// Strict decode then re-encode must give the same bytes.
+		dec, err := events.Unmarshal(got)
+		if err != nil {
+			t.Fatalf("decode %s: %v", path, err)
+		}
+		payload, err := events.Decode(dec)
+		if err != nil {
+			t.Fatalf("decode payload %s: %v", path, err)
+		}
+		if payload.EventID() != dec.ID {
+			t.Errorf("%s: envelope id %s, payload recipe gives %s", path, dec.ID, payload.EventID())
+		}
+		re, err := events.Wrap(payload, dec.Producer, dec.CorrelationID, dec.OccurredAt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reb, err := events.Marshal(re)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(reb, got) {
+			t.Errorf("%s does not re-encode byte-identically:\n got: %s\nwant: %s", path, reb, got)
+		}
+	}
+	for _, ty := range events.Types {
+		if !seen[ty] {
+			t.Errorf("type %s has no example and no fixture", ty)
+		}
+	}
+}
+
+func TestStrictDecodeRejectsUnknownFields(t *testing.T) {
+	b, err := os.ReadFile(fixturePath(events.TypeQueryStatObserved))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(b), `"calls":`, `"callz": 1, "calls":`, 1)
+	env, err := events.Unmarshal([]byte(bad))
+	if err != nil {
+		t.Fatalf("envelope should decode: %v", err)
+	}
+	if _, err := events.Decode(env); err == nil || !strings.Contains(err.Error(), "callz") {
+		t.Fatalf("decode with unknown payload field: got %v, want an error naming callz", err)
+	}
+	if _, err := events.Unmarshal([]byte(`{"id":"x","type":"t","subject":"s","extra":1}`)); err == nil {
+		t.Fatal("envelope with unknown field decoded without error")
+	}
+	if _, err := events.Unmarshal([]byte(`{"id":"x","type":"t","subject":"s"} {}`)); err == nil {
+		t.Fatal("envelope with trailing data decoded without error")
+	}
+	var wrong events.IndexBuildFailed
+	if err := events.DecodeData(env, &wrong); err == nil {
+		t.Fatal("decoding a querystat envelope as a build failure did not fail")
+	}
+}
+
+func TestIDsAreDeterministicAndDistinct(t *testing.T) {
+	a := events.Examples()
+	b := events.Examples()
+	ids := map[string]events.Type{}
+	for i := range a {
+		if a[i].EventID() != b[i].EventID() {
+			t.Errorf("%s: id not deterministic: %s vs %s", a[i].EventType(), a[i].EventID(), b[i].EventID())
+		}
+		if prev, dup := ids[a[i].EventID()]; dup {
+			t.Errorf("%s and %s share id %s", prev, a[i].EventType(), a[i].EventID())
+		}
+		ids[a[i].EventID()] = a[i].EventType()
+	}
+	q := a[0].(*events.QueryStatObserved)
+	q2 := *q
+	q2.WindowEnd = q2.WindowEnd.Add(time.Second)
+	if q.EventID() == q2.EventID() {
+		t.Error("two polls of the same statement share an id")
+	}
+	spec := events.IndexSpec{Schema: "public", Table: "t", Method: "btree", Columns: []string{"a", "b"}}
+	swapped := spec
+	swapped.Columns = []string{"b", "a"}
+	if events.RecommendationID("x", spec) == events.RecommendationID("x", swapped) {
+		t.Error("column order does not change the recommendation id")
+	}
+	if events.RecommendationID("x", spec) == events.RecommendationID("y", spec) {
+		t.Error("target does not change the recommendation id")
+	}
+}
+
+func TestTopicsAndGroups(t *testing.T) {
+	if got := events.Topic(events.TypeIndexDecisionMade); got != "indexpilot.index_decision.made.v1" {
+		t.Errorf("topic = %q", got)
+	}
+	if got := events.PoisonTopic("indexpilot.x.v1"); got != "indexpilot.x.v1.poison" {
+		t.Errorf("poison topic = %q", got)
+	}
+	if got := events.ConsumerGroup("executor", "decisions"); got != "indexpilot.executor.decisions" {
+		t.Errorf("group = %q", got)
+	}
+	var m map[string]any
+	b, _ := os.ReadFile(fixturePath(events.TypeQueryStatObserved))
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m["data"].(map[string]any)["query_id"].(string); !ok {
+		t.Error("query_id is not a string on the wire")
+	}
+}

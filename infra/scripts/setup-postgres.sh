@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Prepares the local PostgreSQL cluster for IndexPilot's tests and demo:
+# installs HypoPG and pg_qualstats from Debian's packages, preloads
+# pg_stat_statements (and pg_qualstats), and restarts the cluster when a
+# preload setting changed. Idempotent: a second run changes nothing.
+#
+# Needs root. Changes the server configuration, so run it only on a machine
+# whose PostgreSQL is yours to configure (CI, a dev box).
+set -euo pipefail
+
+PGVER="${PGVER:-$(ls /etc/postgresql 2>/dev/null | sort -n | tail -n1)}"
+PGVER="${PGVER:-15}"
+export PGOPTIONS="-c client_min_messages=warning"
+PSQL=(psql -h 127.0.0.1 -U postgres -d postgres -v ON_ERROR_STOP=1 -qtAX)
+
+log() { printf 'setup-postgres: %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  log "must run as root (apt-get and pg_ctlcluster)"; exit 1
+fi
+
+need=()
+for p in "postgresql-${PGVER}-hypopg" "postgresql-${PGVER}-pg-qualstats"; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+  log "installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+start_cluster() {
+  pg_ctlcluster --skip-systemctl-redirect "$PGVER" main start >/dev/null 2>&1 || true
+  for _ in $(seq 1 60); do
+    "${PSQL[@]}" -c 'select 1' >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  log "PostgreSQL ${PGVER} did not accept connections on 127.0.0.1:5432"; return 1
+}
+start_cluster
+
+want_preload="pg_stat_statements,pg_qualstats"
+restart=0
+cur_preload="$("${PSQL[@]}" -c 'show shared_preload_libraries' | tr -d ' ')"
+if [ "$cur_preload" != "$want_preload" ]; then
+  "${PSQL[@]}" -c "alter system set shared_preload_libraries = 'pg_stat_statements', 'pg_qualstats'"
+  restart=1
+fi
+# Logical replication for app-fed stats; needs a restart too.
+if [ "$("${PSQL[@]}" -c 'show wal_level')" != "logical" ]; then
+  "${PSQL[@]}" -c "alter system set wal_level = 'logical'"
+  restart=1
+fi
+# Track statements inside functions as well; reload is enough.
+"${PSQL[@]}" -c "alter system set pg_stat_statements.track = 'all'" 2>/dev/null || true
+"${PSQL[@]}" -c "alter system set pg_stat_statements.max = 10000" 2>/dev/null || true
+
+if [ "$restart" -eq 1 ]; then
+  log "restarting PostgreSQL ${PGVER} to load ${want_preload}"
+  pg_ctlcluster --skip-systemctl-redirect "$PGVER" main restart
+  start_cluster
+else
+  "${PSQL[@]}" -c 'select pg_reload_conf()' >/dev/null
+fi
+
+for db in postgres test; do
+  if "${PSQL[@]}" -c "select 1 from pg_database where datname='${db}'" | grep -q 1; then
+    psql -h 127.0.0.1 -U postgres -d "$db" -v ON_ERROR_STOP=1 -qtAX \
+      -c 'create extension if not exists pg_stat_statements' \
+      -c 'create extension if not exists hypopg' >/dev/null
+  fi
+done
+log "ready: PostgreSQL ${PGVER}, preload=${want_preload}, wal_level=logical, hypopg installed"

@@ -1,0 +1,147 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+
+	"github.com/indexpilot/indexpilot/events"
+)
+
+// PermanentError marks an error that retrying cannot fix (a bad payload, a
+// 22xxx/42xxx SQLSTATE). The router sends its message to the poison topic.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent wraps err as permanent; nil stays nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &PermanentError{Err: err}
+}
+
+// IsPermanent reports whether err is or wraps a PermanentError.
+func IsPermanent(err error) bool {
+	var pe *PermanentError
+	return errors.As(err, &pe)
+}
+
+// MetaPoisonReason is set on a message parked in a poison topic.
+const MetaPoisonReason = "poison_reason"
+
+// Handler processes one decoded event. The payloads it returns are published
+// (each on its type's topic) after it succeeds and before the message is
+// acknowledged; on redelivery a handler must return them again, since the
+// first publish may not have happened.
+type Handler func(ctx context.Context, env events.Envelope, p events.Payload) ([]events.Payload, error)
+
+// Router is a watermill router with IndexPilot's middleware, for one stage.
+type Router struct {
+	*message.Router
+	bus    *Bus
+	stage  string
+	logger *slog.Logger
+}
+
+// NewRouter builds the router of stage with the middleware stack, outermost
+// first: correlation id, poison (permanent errors only), retry (transient
+// errors only, with Retry's explicit settings), per-attempt timeout,
+// recoverer (a panic is permanent).
+func (b *Bus) NewRouter(stage string, attemptTimeout time.Duration) (*Router, error) {
+	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 15 * time.Second}, b.wlog)
+	if err != nil {
+		return nil, fmt.Errorf("new router: %w", err)
+	}
+	logger := b.logger.With("stage", stage)
+	retry := Retry
+	retry.Logger = b.wlog
+	retry.ShouldRetry = func(p middleware.RetryParams) bool {
+		return !IsPermanent(p.Err) && !errors.Is(p.Err, context.Canceled)
+	}
+	if attemptTimeout <= 0 {
+		attemptTimeout = time.Minute
+	}
+	r.AddMiddleware(
+		middleware.CorrelationID,
+		b.poison(logger),
+		retry.Middleware,
+		middleware.Timeout(attemptTimeout),
+		recoverer,
+	)
+	return &Router{Router: r, bus: b, stage: stage, logger: logger}, nil
+}
+
+func recoverer(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) (out []*message.Message, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = Permanent(fmt.Errorf("handler panic: %v", r))
+			}
+		}()
+		return h(msg)
+	}
+}
+
+// poison parks a message whose handler failed permanently in
+// "<topic>.poison" and acknowledges it, so the partition moves on.
+func (b *Bus) poison(logger *slog.Logger) message.HandlerMiddleware {
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			out, err := h(msg)
+			if err == nil || !IsPermanent(err) {
+				return out, err
+			}
+			topic := message.SubscribeTopicFromCtx(msg.Context())
+			if topic == "" {
+				topic = "indexpilot.unknown"
+			}
+			p := msg.Copy()
+			p.Metadata.Set(MetaPoisonReason, err.Error())
+			if perr := b.pub.Publish(events.PoisonTopic(topic), p); perr != nil {
+				return nil, fmt.Errorf("park message %s in poison topic: %w", msg.UUID, perr)
+			}
+			logger.Warn("event parked in poison topic", "topic", topic, "event_id", msg.UUID, "error", err.Error())
+			return nil, nil
+		}
+	}
+}
+
+// Handle subscribes handler to the topic of t in consumer group
+// indexpilot.<stage>.<name>. Messages are decoded strictly; a message that
+// does not decode is permanent (poison).
+func (r *Router) Handle(name string, t events.Type, handler Handler) error {
+	group := events.ConsumerGroup(r.stage, name)
+	sub, err := r.bus.Subscriber(group)
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", group, err)
+	}
+	r.AddConsumerHandler(group, events.Topic(t), sub, func(msg *message.Message) error {
+		env, err := events.Unmarshal(msg.Payload)
+		if err != nil {
+			return Permanent(err)
+		}
+		p, err := events.Decode(env)
+		if err != nil {
+			return Permanent(err)
+		}
+		out, err := handler(msg.Context(), env, p)
+		if err != nil {
+			return err
+		}
+		if len(out) > 0 {
+			if err := r.bus.Publish(msg.Context(), r.stage, env.CorrelationID, out...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return nil
+}

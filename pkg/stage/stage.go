@@ -1,0 +1,160 @@
+// Package stage is what the four stages share at run time: their
+// dependencies, opened once by Open for a stage on its own or by the
+// all-in-one runner for all of them, and the target registry.
+package stage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/indexpilot/indexpilot/pkg/bus"
+	"github.com/indexpilot/indexpilot/pkg/config"
+	"github.com/indexpilot/indexpilot/pkg/postgres"
+	"github.com/indexpilot/indexpilot/pkg/telemetry"
+)
+
+// Deps is what a stage's Start needs. Every field is required except
+// OnReady and Now.
+type Deps struct {
+	Config  config.Config
+	Bus     *bus.Bus
+	Control *pgxpool.Pool
+	Targets *Targets
+	Logger  *slog.Logger
+	// OnReady, when set, is called once the stage consumes its topics (or,
+	// for a producer, is about to produce). The all-in-one runner starts
+	// producers only after consumers are ready, since the memory bus keeps
+	// nothing for absent subscribers.
+	OnReady func()
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Check rejects missing dependencies.
+func (d Deps) Check() error {
+	switch {
+	case d.Bus == nil:
+		return errors.New("stage deps: nil bus")
+	case d.Control == nil:
+		return errors.New("stage deps: nil control pool")
+	case d.Targets == nil:
+		return errors.New("stage deps: nil targets")
+	case d.Logger == nil:
+		return errors.New("stage deps: nil logger")
+	}
+	return nil
+}
+
+// Clock returns d.Now or time.Now.
+func (d Deps) Clock() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+// Ready calls OnReady if set.
+func (d Deps) Ready() {
+	if d.OnReady != nil {
+		d.OnReady()
+	}
+}
+
+// Open builds the dependencies of one stage from cfg: logger, bus and the
+// control pool. close releases them.
+func Open(ctx context.Context, cfg config.Config, name string) (Deps, func(), error) {
+	logger := telemetry.NewLogger(cfg.Log, os.Stderr, name)
+	b, err := bus.New(cfg.Bus, logger)
+	if err != nil {
+		return Deps{}, nil, err
+	}
+	pool, err := postgres.Connect(ctx, cfg.DatabaseURL, name)
+	if err != nil {
+		_ = b.Close()
+		return Deps{}, nil, fmt.Errorf("control database: %w", err)
+	}
+	targets := NewTargets(cfg.Targets, name)
+	closeFn := func() {
+		targets.Close()
+		pool.Close()
+		_ = b.Close()
+	}
+	return Deps{Config: cfg, Bus: b, Control: pool, Targets: targets, Logger: logger}, closeFn, nil
+}
+
+// Targets opens and caches one pool per target, lazily, so that an
+// unreachable target costs nothing until it is used and never blocks the
+// others.
+type Targets struct {
+	mu    sync.Mutex
+	stage string
+	list  []config.Target
+	pools map[string]*pgxpool.Pool
+}
+
+// NewTargets registers the targets; stage names the application_name.
+func NewTargets(list []config.Target, stage string) *Targets {
+	return &Targets{stage: stage, list: append([]config.Target(nil), list...), pools: map[string]*pgxpool.Pool{}}
+}
+
+// Names lists the target names in config order.
+func (t *Targets) Names() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]string, len(t.list))
+	for i, x := range t.list {
+		out[i] = x.Name
+	}
+	return out
+}
+
+// ErrUnknownTarget is returned by Pool for a name not in the config.
+var ErrUnknownTarget = errors.New("unknown target")
+
+// Pool returns the pool of target name, connecting on first use.
+func (t *Targets) Pool(ctx context.Context, name string) (*pgxpool.Pool, error) {
+	t.mu.Lock()
+	if p, ok := t.pools[name]; ok {
+		t.mu.Unlock()
+		return p, nil
+	}
+	var dsn string
+	for _, x := range t.list {
+		if x.Name == name {
+			dsn = x.DSN
+		}
+	}
+	t.mu.Unlock()
+	if dsn == "" {
+		return nil, fmt.Errorf("%w %q", ErrUnknownTarget, name)
+	}
+	p, err := postgres.Connect(ctx, dsn, t.stage)
+	if err != nil {
+		return nil, fmt.Errorf("target %s: %w", name, err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if old, ok := t.pools[name]; ok {
+		p.Close()
+		return old, nil
+	}
+	t.pools[name] = p
+	return p, nil
+}
+
+// Close closes every pool opened.
+func (t *Targets) Close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for n, p := range t.pools {
+		p.Close()
+		delete(t.pools, n)
+	}
+}
