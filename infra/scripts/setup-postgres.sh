@@ -15,19 +15,45 @@ PSQL=(psql -h 127.0.0.1 -U postgres -d postgres -v ON_ERROR_STOP=1 -qtAX)
 
 log() { printf 'setup-postgres: %s\n' "$*" >&2; }
 
-if [ "$(id -u)" -ne 0 ]; then
-  log "must run as root (apt-get and pg_ctlcluster)"; exit 1
+# --packages-only installs the extension packages and leaves the running
+# cluster's configuration alone (what `make demo` needs for its own
+# throwaway cluster). --check only reports whether the cluster is ready.
+mode=all
+case "${1:-}" in
+  --packages-only) mode=packages ;;
+  --check) mode=check ;;
+  "") ;;
+  *) log "unknown flag $1 (use --packages-only or --check)"; exit 2 ;;
+esac
+
+if [ "$mode" = check ]; then
+  pre="$("${PSQL[@]}" -c 'show shared_preload_libraries' 2>/dev/null | tr -d ' ')" || { log "PostgreSQL is not reachable on 127.0.0.1:5432"; exit 1; }
+  case ",$pre," in *,pg_stat_statements,*) ;; *) log "pg_stat_statements is not preloaded; run: sudo make setup"; exit 1 ;; esac
+  "${PSQL[@]}" -c "select 1 from pg_available_extensions where name='hypopg'" | grep -q 1 || { log "hypopg is not installed; run: sudo make setup"; exit 1; }
+  log "ready"; exit 0
 fi
+
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    log "must run as root to $1 (try: sudo make setup)"; exit 1
+  fi
+}
 
 need=()
 for p in "postgresql-${PGVER}-hypopg" "postgresql-${PGVER}-pg-qualstats"; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ "${#need[@]}" -gt 0 ]; then
+  need_root "install ${need[*]}"
   log "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
   apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ "$mode" = packages ]; then
+  log "packages installed: postgresql-${PGVER}-hypopg, postgresql-${PGVER}-pg-qualstats"
+  exit 0
 fi
 
 start_cluster() {
@@ -57,6 +83,7 @@ fi
 "${PSQL[@]}" -c "alter system set pg_stat_statements.max = 10000" 2>/dev/null || true
 
 if [ "$restart" -eq 1 ]; then
+  need_root "restart PostgreSQL ${PGVER}"
   log "restarting PostgreSQL ${PGVER} to load ${want_preload}"
   pg_ctlcluster --skip-systemctl-redirect "$PGVER" main restart
   start_cluster

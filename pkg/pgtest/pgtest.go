@@ -41,6 +41,9 @@ func unavailable(t testing.TB, why string) {
 // Admin connects to the maintenance database.
 func Admin(t testing.TB) *pgx.Conn {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs PostgreSQL; skipped in -short mode")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := pgx.Connect(ctx, AdminURL())

@@ -1,0 +1,111 @@
+// Package indexpilot composes the four stages into the all-in-one process:
+// one control pool, one bus (the in-process one by default) and the stages
+// as goroutines, started consumers first so that nothing published is lost.
+package indexpilot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/indexpilot/indexpilot/pkg/bus"
+	"github.com/indexpilot/indexpilot/pkg/config"
+	"github.com/indexpilot/indexpilot/pkg/metadata"
+	"github.com/indexpilot/indexpilot/pkg/postgres"
+	"github.com/indexpilot/indexpilot/pkg/stage"
+	"github.com/indexpilot/indexpilot/services/collector"
+	"github.com/indexpilot/indexpilot/services/executor"
+	"github.com/indexpilot/indexpilot/services/gatekeeper"
+	"github.com/indexpilot/indexpilot/services/scorer"
+)
+
+// StartFunc is a stage's Start.
+type StartFunc func(ctx context.Context, d stage.Deps) error
+
+// Stages lists the stages in the order the all-in-one process starts them:
+// consumers before producers.
+var Stages = []struct {
+	Name  string
+	Start StartFunc
+}{
+	{"executor", executor.Start},
+	{"gatekeeper", gatekeeper.Start},
+	{"scorer", scorer.Start},
+	{"collector", collector.Start},
+}
+
+// Options tune RunAll.
+type Options struct {
+	// Ready, when set, is called once every stage is running.
+	Ready func()
+}
+
+// RunAll runs every stage in this process until ctx ends or a stage fails.
+// It applies the control schema's migrations first (idempotent).
+func RunAll(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Options) error {
+	b, err := bus.New(cfg.Bus, logger)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	pool, err := postgres.Connect(ctx, cfg.DatabaseURL, "indexpilot")
+	if err != nil {
+		return fmt.Errorf("control database: %w", err)
+	}
+	defer pool.Close()
+	if _, err := metadata.Migrate(ctx, pool); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	errs := make(chan error, len(Stages))
+	for _, s := range Stages {
+		ready := make(chan struct{})
+		var once sync.Once
+		targets := stage.NewTargets(cfg.Targets, s.Name)
+		d := stage.Deps{
+			Config: cfg, Bus: b, Control: pool, Targets: targets,
+			Logger:  logger.With("stage", s.Name),
+			OnReady: func() { once.Do(func() { close(ready) }) },
+		}
+		wg.Add(1)
+		go func(name string, start StartFunc) {
+			defer wg.Done()
+			defer targets.Close()
+			if err := start(ctx, d); err != nil {
+				errs <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}(s.Name, s.Start)
+		select {
+		case <-ready:
+		case err := <-errs:
+			cancel()
+			wg.Wait()
+			return err
+		case <-ctx.Done():
+			wg.Wait()
+			return nil
+		case <-time.After(time.Minute):
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("stage %s did not start within a minute", s.Name)
+		}
+	}
+	logger.Info("all stages running", "transport", b.Transport(), "mode", cfg.Features.AutoIndexer.Mode, "targets", len(cfg.Targets))
+	if opts.Ready != nil {
+		opts.Ready()
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
