@@ -43,7 +43,7 @@ func Examples() []Payload {
 		&IndexBuildCompleted{
 			Target: "main", RecommendationID: decision.RecommendationID, CandidateID: cand, DecisionEventID: decision.EventID(),
 			Index: spec, IndexName: "ip_contacts_tenant_id_email_3f9a1c2e",
-			DDL:   `CREATE INDEX CONCURRENTLY "ip_contacts_tenant_id_email_3f9a1c2e" ON "public"."contacts" USING btree ("tenant_id", "email")`,
+			DDL:        `CREATE INDEX CONCURRENTLY "ip_contacts_tenant_id_email_3f9a1c2e" ON "public"."contacts" USING btree ("tenant_id", "email")`,
 			DurationMs: 412.5, SizeBytes: 1204224, CompletedAt: at.Add(2 * time.Second),
 		},
 		&IndexBuildFailed{

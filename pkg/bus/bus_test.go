@@ -3,8 +3,8 @@ package bus_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"io"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"

@@ -70,14 +70,14 @@ func TestCoversComparesParsedDefinitions(t *testing.T) {
 		spec   events.IndexSpec
 		covers bool
 	}{
-		{spec("t", "a"), true},          // left prefix of (a, b)
-		{spec("t", "a", "b"), true},     // exact
-		{spec("t", "b", "a"), false},    // order matters
+		{spec("t", "a"), true},       // left prefix of (a, b)
+		{spec("t", "a", "b"), true},  // exact
+		{spec("t", "b", "a"), false}, // order matters
 		{spec("t", "a", "b", "c"), false},
-		{spec("t", "b"), true},          // t_b_a_idx_for_a
-		{spec("t", "c"), false},         // only lower(c) and a hash index
-		{spec("t", "d"), false},         // only a partial index
-		{spec("t", "id"), true},         // the primary key
+		{spec("t", "b"), true},  // t_b_a_idx_for_a
+		{spec("t", "c"), false}, // only lower(c) and a hash index
+		{spec("t", "d"), false}, // only a partial index
+		{spec("t", "id"), true}, // the primary key
 	}
 	for _, c := range cases {
 		_, got := indexdef.FindCovering(list, c.spec)
