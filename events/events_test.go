@@ -153,3 +153,19 @@ func TestTopicsAndGroups(t *testing.T) {
 		t.Error("query_id is not a string on the wire")
 	}
 }
+
+func TestReadmeCatalogsEveryType(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ty := range events.Types {
+		if !strings.Contains(string(b), "| `"+string(ty)+"` | `"+events.Topic(ty)+"` |") {
+			t.Errorf("events/README.md has no catalog row for %s", ty)
+		}
+		fx, _ := os.ReadFile(fixturePath(ty))
+		if !strings.Contains(string(b), strings.TrimSpace(string(fx))) {
+			t.Errorf("events/README.md example of %s differs from its fixture", ty)
+		}
+	}
+}

@@ -9,6 +9,10 @@ require (
 	github.com/indexpilot/indexpilot/services/executor v0.0.0
 	github.com/indexpilot/indexpilot/services/gatekeeper v0.0.0
 	github.com/indexpilot/indexpilot/services/scorer v0.0.0
+	github.com/stretchr/testify v1.11.1
+	github.com/twmb/franz-go v1.22.3
+	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
+	github.com/twmb/franz-go/pkg/kmsg v1.15.1
 )
 
 replace (

@@ -95,6 +95,8 @@ type Scorer struct {
 	Window time.Duration `yaml:"window"`
 	// MaxColumns caps the width of multi-column candidates.
 	MaxColumns int `yaml:"max_columns"`
+	// MaxNewIndexes caps the candidates chosen per target and run.
+	MaxNewIndexes int `yaml:"max_new_indexes"`
 	// MinCalls ignores statements called fewer times in the window.
 	MinCalls int64 `yaml:"min_calls"`
 	// FormulaVersion tags every candidate; change it to re-score a replay.
@@ -126,7 +128,7 @@ func Default() Config {
 		}},
 		Collector: Collector{Interval: 30 * time.Second, QueryTimeout: 10 * time.Second},
 		Scorer: Scorer{
-			Interval: time.Minute, Window: 24 * time.Hour, MaxColumns: 3,
+			Interval: time.Minute, Window: 24 * time.Hour, MaxColumns: 3, MaxNewIndexes: 10,
 			MinCalls: 1, FormulaVersion: "v1",
 		},
 		Executor: Executor{
@@ -225,6 +227,9 @@ func (c Config) Validate() error {
 	pos("executor.lease", c.Executor.Lease)
 	if c.Scorer.MaxColumns < 1 || c.Scorer.MaxColumns > 32 {
 		add("scorer.max_columns: %d is not in [1, 32]", c.Scorer.MaxColumns)
+	}
+	if c.Scorer.MaxNewIndexes < 1 {
+		add("scorer.max_new_indexes: %d must be at least 1", c.Scorer.MaxNewIndexes)
 	}
 	if c.Scorer.FormulaVersion == "" {
 		add("scorer.formula_version: empty")
