@@ -1,0 +1,219 @@
+// Package delta turns successive reads of pg_stat_statements into the
+// per-statement changes the collector publishes. It is pure: a sample and
+// the previous baseline in, events and the next baseline out.
+//
+// pg_stat_statements keeps one row per (user, database, query id,
+// top-level flag). The caller reads only the target's database; here the
+// rows of one query id are summed across users and nesting levels, but each
+// row is compared with its own previous value, so that one row being
+// evicted and coming back never distorts the sum.
+package delta
+
+import (
+	"sort"
+	"time"
+
+	"github.com/indexpilot/indexpilot/events"
+)
+
+// Counters are the cumulative counters of one pg_stat_statements row.
+type Counters struct {
+	Calls           int64
+	TotalExecTimeMs float64
+	Rows            int64
+	SharedBlksHit   int64
+	SharedBlksRead  int64
+}
+
+// sub returns c - old, or false when any counter went down: the row was
+// reset or evicted and has come back since old was read.
+func (c Counters) sub(old Counters) (Counters, bool) {
+	d := Counters{
+		Calls:           c.Calls - old.Calls,
+		TotalExecTimeMs: c.TotalExecTimeMs - old.TotalExecTimeMs,
+		Rows:            c.Rows - old.Rows,
+		SharedBlksHit:   c.SharedBlksHit - old.SharedBlksHit,
+		SharedBlksRead:  c.SharedBlksRead - old.SharedBlksRead,
+	}
+	if d.Calls < 0 || d.TotalExecTimeMs < 0 || d.Rows < 0 || d.SharedBlksHit < 0 || d.SharedBlksRead < 0 {
+		return Counters{}, false
+	}
+	return d, true
+}
+
+func (c *Counters) add(d Counters) {
+	c.Calls += d.Calls
+	c.TotalExecTimeMs += d.TotalExecTimeMs
+	c.Rows += d.Rows
+	c.SharedBlksHit += d.SharedBlksHit
+	c.SharedBlksRead += d.SharedBlksRead
+}
+
+// Row is one pg_stat_statements row of the target's database.
+type Row struct {
+	// QueryID is the statement's query id in decimal; rows without one
+	// (another role's statement without pg_read_all_stats) are ignored.
+	QueryID  string
+	UserID   uint32
+	TopLevel bool
+	// Query is the normalized text ("" when unreadable).
+	Query string
+	Counters
+}
+
+// Sample is one read of pg_stat_statements.
+type Sample struct {
+	// At is the poll time; it ends the window of every event computed from
+	// this sample and starts the next one.
+	At time.Time
+	// StatsReset is pg_stat_statements_info.stats_reset; a change means the
+	// whole view was reset.
+	StatsReset time.Time
+	Rows       []Row
+}
+
+type rowKey struct {
+	userID   uint32
+	topLevel bool
+}
+
+type statement struct {
+	since time.Time
+	rows  map[rowKey]Counters
+}
+
+// Baseline is what the collector remembers of one target between polls:
+// the last counters of every workload row, grouped by query id, and since
+// when each statement has been counted. A nil *Baseline is the state of a
+// collector that has not polled yet.
+type Baseline struct {
+	statsReset time.Time
+	stmts      map[string]*statement
+}
+
+// Statements is the number of statements in the baseline.
+func (b *Baseline) Statements() int {
+	if b == nil {
+		return 0
+	}
+	return len(b.stmts)
+}
+
+// Compute compares cur with prev and returns one QueryStatObserved per
+// statement whose calls went up, ordered by query id, and the baseline for
+// the next poll (which assumes every returned event gets published; see
+// Restore).
+//
+// Rows excluded by Excluded are dropped first. No event is produced, and
+// the current counters become the baseline, when:
+//   - prev is nil (first poll or collector restart);
+//   - cur.StatsReset differs from the previous one (a full reset): every
+//     statement is re-baselined;
+//   - the query id was not in prev (first sight of a statement);
+//   - for one row only: it was not in prev (first sight of that user or
+//     nesting level), or any of its counters went down (evicted and back,
+//     or reset alone); the other rows of the statement still count.
+//
+// So a delta is never negative and never counts the same call twice.
+// WindowStart is the time the statement was last baselined or published
+// (normally the previous poll), WindowEnd is cur.At.
+func Compute(target string, prev *Baseline, cur Sample) ([]*events.QueryStatObserved, *Baseline) {
+	rows := append([]Row(nil), cur.Rows...)
+	sort.SliceStable(rows, func(i, j int) bool {
+		a, b := rows[i], rows[j]
+		if a.QueryID != b.QueryID {
+			return a.QueryID < b.QueryID
+		}
+		if a.UserID != b.UserID {
+			return a.UserID < b.UserID
+		}
+		return !a.TopLevel && b.TopLevel
+	})
+
+	next := &Baseline{statsReset: cur.StatsReset, stmts: map[string]*statement{}}
+	reset := prev == nil || !prev.statsReset.Equal(cur.StatsReset)
+
+	type sum struct {
+		query string
+		since time.Time
+		c     Counters
+	}
+	sums := map[string]*sum{}
+	var order []string
+	for _, r := range rows {
+		if r.QueryID == "" || Excluded(r.Query) {
+			continue
+		}
+		st := next.stmts[r.QueryID]
+		if st == nil {
+			st = &statement{since: cur.At, rows: map[rowKey]Counters{}}
+			next.stmts[r.QueryID] = st
+		}
+		k := rowKey{userID: r.UserID, topLevel: r.TopLevel}
+		st.rows[k] = r.Counters
+
+		s := sums[r.QueryID]
+		if s == nil {
+			s = &sum{query: r.Query}
+			sums[r.QueryID] = s
+			order = append(order, r.QueryID)
+		}
+		if reset {
+			continue
+		}
+		old, seen := prev.stmts[r.QueryID]
+		if !seen {
+			continue
+		}
+		s.since = old.since
+		oldRow, ok := old.rows[k]
+		if !ok {
+			continue
+		}
+		if d, ok := r.Counters.sub(oldRow); ok {
+			s.c.add(d)
+		}
+	}
+
+	var out []*events.QueryStatObserved
+	for _, id := range order {
+		s := sums[id]
+		if s.c.Calls <= 0 {
+			continue
+		}
+		out = append(out, &events.QueryStatObserved{
+			Target:          target,
+			QueryID:         id,
+			Query:           s.query,
+			WindowStart:     s.since,
+			WindowEnd:       cur.At,
+			Calls:           s.c.Calls,
+			TotalExecTimeMs: s.c.TotalExecTimeMs,
+			MeanExecTimeMs:  s.c.TotalExecTimeMs / float64(s.c.Calls),
+			Rows:            s.c.Rows,
+			SharedBlksHit:   s.c.SharedBlksHit,
+			SharedBlksRead:  s.c.SharedBlksRead,
+		})
+	}
+	return out, next
+}
+
+// Restore puts statement queryID back as prev had it, for an event Compute
+// returned that could not be published: the next poll then reports those
+// calls again, over the longer window, instead of losing them. Restoring a
+// statement prev did not have forgets it, so it is baselined again.
+func (b *Baseline) Restore(prev *Baseline, queryID string) {
+	if b == nil {
+		return
+	}
+	if prev == nil || prev.stmts[queryID] == nil {
+		delete(b.stmts, queryID)
+		return
+	}
+	old := prev.stmts[queryID]
+	rows := make(map[rowKey]Counters, len(old.rows))
+	for k, c := range old.rows {
+		rows[k] = c
+	}
+	b.stmts[queryID] = &statement{since: old.since, rows: rows}
+}

@@ -1,0 +1,175 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/indexpilot/indexpilot/pkg/config"
+	"github.com/indexpilot/indexpilot/pkg/stage"
+	"github.com/indexpilot/indexpilot/services/collector/internal/delta"
+	"github.com/indexpilot/indexpilot/services/collector/internal/pgstat"
+)
+
+// maxBackoff caps the wait between failed polls (unless the interval is
+// longer).
+const maxBackoff = 5 * time.Minute
+
+// poller polls one target. It is used by one goroutine only.
+type poller struct {
+	d        stage.Deps
+	target   string
+	settings config.Collector
+	log      *slog.Logger
+
+	// base is the pg_stat_statements baseline; nil until the first
+	// successful read, and again after the extension was unavailable.
+	base *delta.Baseline
+	// unavailable is why pg_stat_statements could not be read at the last
+	// poll ("" when it could), so that the warning is logged once.
+	unavailable string
+}
+
+func newPoller(d stage.Deps, target string, settings config.Collector) *poller {
+	return &poller{d: d, target: target, settings: settings, log: d.Logger.With("target", target)}
+}
+
+// run polls until ctx is done.
+func (p *poller) run(ctx context.Context) {
+	failures := 0
+	for {
+		wait := p.settings.Interval
+		if _, err := p.poll(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			wait = backoff(p.settings.Interval, failures)
+			p.log.Warn("poll failed", "error", err.Error(), "failures", failures, "retry_in", wait.String())
+		} else if failures > 0 {
+			p.log.Info("poll recovered", "after_failures", failures)
+			failures = 0
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// backoff is the wait after the n-th consecutive failure: the interval,
+// doubled per further failure, capped at max(interval, maxBackoff).
+func backoff(interval time.Duration, n int) time.Duration {
+	limit := max(interval, maxBackoff)
+	d := interval
+	for i := 1; i < n && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+// polled is what one poll published.
+type polled struct {
+	// At is the poll time: the WindowEnd of its query statistics and the
+	// ObservedAt of its table statistics.
+	At         time.Time
+	QueryStats int
+	TableStats int
+}
+
+// poll reads and publishes one round of statistics of the target. The
+// statement and table parts are independent: one failing does not keep the
+// other from being published.
+func (p *poller) poll(ctx context.Context) (polled, error) {
+	pctx, cancel := context.WithTimeout(ctx, p.settings.QueryTimeout)
+	pool, err := p.d.Targets.Pool(pctx, p.target)
+	cancel()
+	if err != nil {
+		return polled{}, fmt.Errorf("open target: %w", err)
+	}
+	// Microseconds: the precision of event id recipes and of PostgreSQL.
+	res := polled{At: p.d.Clock().UTC().Truncate(time.Microsecond)}
+	var errS, errT error
+	res.QueryStats, errS = p.pollStatements(ctx, pool, res.At)
+	res.TableStats, errT = p.pollTables(ctx, pool, res.At)
+	return res, errors.Join(errS, errT)
+}
+
+// pollStatements publishes the statement deltas and returns how many.
+func (p *poller) pollStatements(ctx context.Context, pool *pgxpool.Pool, at time.Time) (int, error) {
+	qctx, cancel := context.WithTimeout(ctx, p.settings.QueryTimeout)
+	src, err := pgstat.ProbeStatements(qctx, pool)
+	cancel()
+	if err != nil {
+		return 0, err
+	}
+	if !src.Usable {
+		p.markUnavailable(src.Reason)
+		return 0, nil
+	}
+	qctx, cancel = context.WithTimeout(ctx, p.settings.QueryTimeout)
+	sample, err := pgstat.ReadStatements(qctx, pool, src, at)
+	cancel()
+	if errors.Is(err, pgstat.ErrNotLoaded) {
+		p.markUnavailable(pgstat.ErrNotLoaded.Error() + " (add it and restart the server)")
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if p.unavailable != "" {
+		p.log.Info("pg_stat_statements is available again: taking a new baseline")
+		p.unavailable = ""
+	}
+
+	prev := p.base
+	evs, next := delta.Compute(p.target, prev, sample)
+	p.base = next
+	for i, ev := range evs {
+		if err := p.d.Bus.Publish(ctx, Name, "", ev); err != nil {
+			// Keep the unpublished statements' old counters: the next poll
+			// reports their calls over a longer window, once.
+			for _, rest := range evs[i:] {
+				next.Restore(prev, rest.QueryID)
+			}
+			return i, fmt.Errorf("publish query statistics: %w", err)
+		}
+	}
+	p.log.Debug("polled pg_stat_statements", "statements", next.Statements(), "published", len(evs))
+	return len(evs), nil
+}
+
+// markUnavailable logs, once per cause, that the target publishes table
+// statistics only, and forgets the baseline: whatever ran meanwhile cannot
+// be attributed to a window.
+func (p *poller) markUnavailable(reason string) {
+	p.base = nil
+	if p.unavailable == reason {
+		return
+	}
+	p.unavailable = reason
+	p.log.Warn("pg_stat_statements unavailable: publishing table statistics only for this target", "reason", reason)
+}
+
+// pollTables publishes the table statistics and returns how many.
+func (p *poller) pollTables(ctx context.Context, pool *pgxpool.Pool, at time.Time) (int, error) {
+	qctx, cancel := context.WithTimeout(ctx, p.settings.QueryTimeout)
+	tables, err := pgstat.ReadTables(qctx, pool, p.target, at)
+	cancel()
+	if err != nil {
+		return 0, err
+	}
+	for i, t := range tables {
+		if err := p.d.Bus.Publish(ctx, Name, "", t); err != nil {
+			return i, fmt.Errorf("publish table statistics: %w", err)
+		}
+	}
+	return len(tables), nil
+}

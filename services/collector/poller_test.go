@@ -1,0 +1,185 @@
+package collector
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/indexpilot/indexpilot/events"
+	"github.com/indexpilot/indexpilot/pkg/config"
+	"github.com/indexpilot/indexpilot/pkg/pgtest"
+	"github.com/indexpilot/indexpilot/pkg/postgres"
+)
+
+const workloadSQL = "select note from orders where id = $1"
+
+// pollAndWait runs one poll cycle and waits until the sink has received
+// everything it published.
+func pollAndWait(t *testing.T, p *poller, s *sink) polled {
+	t.Helper()
+	res, err := p.poll(context.Background())
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		q := s.queryStats(func(e *events.QueryStatObserved) bool { return e.WindowEnd.Equal(res.At) })
+		ts := s.tableStats(func(e *events.TableStatObserved) bool { return e.ObservedAt.Equal(res.At) })
+		return len(q) == res.QueryStats && len(ts) == res.TableStats
+	}, 10*time.Second, 5*time.Millisecond, "poll at %s published %d querystat and %d tablestat events", res.At, res.QueryStats, res.TableStats)
+	return res
+}
+
+func runWorkload(t *testing.T, db *pgtest.Database, n int) {
+	t.Helper()
+	for i := range n {
+		_, err := db.Pool.Exec(context.Background(), workloadSQL, i+1)
+		require.NoError(t, err)
+	}
+}
+
+func isWorkload(e *events.QueryStatObserved) bool { return e.Query == workloadSQL }
+
+func newTestPoller(t *testing.T, db *pgtest.Database) (*poller, *sink) {
+	t.Helper()
+	d := deps(t, []config.Target{{Name: "main", DSN: db.URL}}, time.Hour, nil)
+	s := subscribe(t, d.Bus)
+	return newPoller(d, "main", d.Config.Collector), s
+}
+
+func TestPollPublishesDeltas(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDatabase(t)
+	db.RequireExtension(t, "pg_stat_statements")
+	db.Exec(t,
+		"create table orders (id bigint primary key, note text)",
+		// Ask the backend to flush its table counters right away instead
+		// of within the next ten idle seconds.
+		"insert into orders select g, 'n' || g from generate_series(1, 100) g; select pg_stat_force_next_flush()",
+	)
+	p, s := newTestPoller(t, db)
+
+	// Table statistics: the live-row count reaches the shared statistics
+	// when the inserting backend flushes them, so poll until it shows.
+	var orders *events.TableStatObserved
+	require.Eventually(t, func() bool {
+		res := pollAndWait(t, p, s)
+		for _, ts := range s.tableStats(func(e *events.TableStatObserved) bool { return e.ObservedAt.Equal(res.At) }) {
+			if ts.Schema == "public" && ts.Table == "orders" && ts.LiveRows == 100 {
+				orders = ts
+				return true
+			}
+		}
+		return false
+	}, 15*time.Second, 50*time.Millisecond, "no tablestat for public.orders with 100 live rows")
+	require.Equal(t, "main", orders.Target)
+	require.Len(t, orders.Indexes, 1)
+	require.Equal(t, "orders_pkey", orders.Indexes[0].Name)
+	require.True(t, orders.Indexes[0].Primary)
+	require.True(t, orders.Indexes[0].Valid)
+
+	const n, m = 5, 3
+	runWorkload(t, db, n)
+	first := pollAndWait(t, p, s)
+	require.Empty(t, s.queryStats(isWorkload), "the first sight of a statement is a baseline")
+
+	runWorkload(t, db, m)
+	second := pollAndWait(t, p, s)
+	got := s.queryStats(isWorkload)
+	require.Len(t, got, 1, "one event for the statement after %d more calls: %+v", m, got)
+	ev := got[0]
+	require.Equal(t, int64(m), ev.Calls)
+	require.Equal(t, int64(m), ev.Rows)
+	require.Equal(t, "main", ev.Target)
+	require.NotEmpty(t, ev.QueryID)
+	require.Equal(t, first.At, ev.WindowStart)
+	require.Equal(t, second.At, ev.WindowEnd)
+	require.Positive(t, ev.TotalExecTimeMs)
+	require.InDelta(t, ev.TotalExecTimeMs/float64(m), ev.MeanExecTimeMs, 1e-9)
+	require.Equal(t, 1, second.QueryStats, "nothing but the workload ran between the polls")
+
+	// The same poll again with no new workload publishes no query statistics.
+	third := pollAndWait(t, p, s)
+	require.Zero(t, third.QueryStats)
+	require.Len(t, s.queryStats(isWorkload), 1)
+
+	for _, e := range s.queryStats(nil) {
+		require.NotContains(t, e.Query, postgres.MarkerPrefix, "the collector's own statement was published: %+v", e)
+	}
+}
+
+func TestPollEvictedEntryIsRebaselined(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDatabase(t)
+	db.RequireExtension(t, "pg_stat_statements")
+	db.Exec(t, "create table orders (id bigint primary key, note text)")
+	p, s := newTestPoller(t, db)
+	ctx := context.Background()
+
+	runWorkload(t, db, 5)
+	pollAndWait(t, p, s)
+
+	// Drop just this entry, as an eviction would, and let it come back with
+	// fewer calls than before.
+	_, err := db.Pool.Exec(ctx, `select pg_stat_statements_reset(userid, dbid, queryid)
+  from pg_stat_statements
+ where dbid = (select oid from pg_database where datname = current_database()) and query = $1`, workloadSQL)
+	require.NoError(t, err)
+	runWorkload(t, db, 2)
+	res := pollAndWait(t, p, s)
+	require.Empty(t, s.queryStats(isWorkload), "an entry whose calls went down must be re-baselined, not reported")
+	require.Zero(t, res.QueryStats)
+
+	runWorkload(t, db, 4)
+	pollAndWait(t, p, s)
+	got := s.queryStats(isWorkload)
+	require.Len(t, got, 1)
+	require.Equal(t, int64(4), got[0].Calls)
+}
+
+func TestPollWithoutPgStatStatements(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDatabase(t)
+	db.Exec(t,
+		"drop extension if exists pg_stat_statements",
+		"create table orders (id bigint primary key, note text)",
+	)
+	logs := &syncBuffer{}
+	d := deps(t, []config.Target{{Name: "main", DSN: db.URL}}, time.Hour, logs)
+	s := subscribe(t, d.Bus)
+	p := newPoller(d, "main", d.Config.Collector)
+
+	for range 3 {
+		runWorkload(t, db, 2)
+		res := pollAndWait(t, p, s)
+		require.Zero(t, res.QueryStats)
+		require.Equal(t, 1, res.TableStats)
+	}
+	require.Equal(t, 1, logs.count("pg_stat_statements unavailable"), "warn once, not per poll; logs:\n%s", logs)
+	require.Contains(t, logs.String(), `"level":"WARN"`)
+	require.Contains(t, logs.String(), `"target":"main"`)
+	require.Empty(t, s.queryStats(nil))
+
+	// Installing it later starts a fresh baseline, then deltas.
+	db.Exec(t, "create extension pg_stat_statements")
+	runWorkload(t, db, 2)
+	pollAndWait(t, p, s)
+	require.Empty(t, s.queryStats(isWorkload))
+	runWorkload(t, db, 3)
+	pollAndWait(t, p, s)
+	got := s.queryStats(isWorkload)
+	require.Len(t, got, 1)
+	require.Equal(t, int64(3), got[0].Calls)
+	require.False(t, strings.Contains(logs.String(), db.URL), "logs must not carry the DSN")
+}
+
+func TestBackoff(t *testing.T) {
+	t.Parallel()
+	s := 30 * time.Second
+	require.Equal(t, s, backoff(s, 1))
+	require.Equal(t, 2*s, backoff(s, 2))
+	require.Equal(t, 4*s, backoff(s, 3))
+	require.Equal(t, maxBackoff, backoff(s, 10))
+	require.Equal(t, maxBackoff, backoff(s, 1000))
+	require.Equal(t, time.Hour, backoff(time.Hour, 5), "an interval above the cap is kept")
+}
