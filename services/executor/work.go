@@ -1,0 +1,410 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/indexpilot/indexpilot/events"
+	"github.com/indexpilot/indexpilot/pkg/indexdef"
+	"github.com/indexpilot/indexpilot/pkg/metadata"
+	"github.com/indexpilot/indexpilot/pkg/postgres"
+	"github.com/indexpilot/indexpilot/pkg/stage"
+	"github.com/indexpilot/indexpilot/services/executor/internal/build"
+)
+
+// Outcomes written to mutation_log (action "build").
+const (
+	OutcomeBuilt         = "built"
+	OutcomeAlreadyExists = "already_exists"
+	OutcomeFailed        = "failed"
+	OutcomeRetry         = "retry"
+	OutcomeSkipped       = "skipped"
+)
+
+// maxBackoff caps the delay before a transient failure is retried.
+const maxBackoff = 10 * time.Minute
+
+// settleTimeout bounds the bookkeeping after a build, which runs even when
+// the stage is stopping so that the row never stays claimed by a process
+// that is gone.
+const settleTimeout = 30 * time.Second
+
+// job is one claimed row of indexpilot.builds.
+type job struct {
+	recID, target, indexName string
+	decisionEventID          string
+	candidateID              string
+	spec                     events.IndexSpec
+	queryIDs                 []string
+	attempt                  int
+	takenOver                string // the previous holder of an expired lease
+	skip                     bool   // settled at claim time, nothing to build
+}
+
+// claim takes one build that is due (pending and past not_before, or
+// running under an expired lease) on a target not in busy, leases it to
+// this process and marks its recommendation building. A build whose
+// recommendation is no longer approved (rejected, superseded, ... since the
+// decision) is closed as skipped and returned with skip set.
+func (x *executor) claim(ctx context.Context, busy []string) (*job, error) {
+	var j *job
+	err := pgx.BeginFunc(ctx, x.d.Control, func(tx pgx.Tx) error {
+		j = nil
+		var c job
+		var state, holder, recState string
+		err := tx.QueryRow(ctx, marker+`select b.recommendation_id::text, b.target, b.index_spec, b.index_name,
+       b.decision_event_id::text, b.candidate_id::text, b.query_ids, b.attempts, b.state,
+       coalesce(b.claimed_by, ''), r.state
+  from indexpilot.builds b
+  join indexpilot.recommendations r on r.id = b.recommendation_id
+ where ((b.state = 'pending' and b.not_before <= now())
+     or (b.state = 'running' and b.lease_until < now()))
+   and b.target <> all($1::text[])
+ order by b.not_before, b.created_at
+ limit 1
+ for update of b skip locked`, busy).Scan(&c.recID, &c.target, &c.spec, &c.indexName, &c.decisionEventID,
+			&c.candidateID, &c.queryIDs, &c.attempt, &state, &holder, &recState)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if state == "running" {
+			c.takenOver = holder
+		}
+		if recState != "approved" && recState != "building" {
+			if _, err := tx.Exec(ctx, marker+`update indexpilot.builds
+   set state = 'failed', claimed_by = null, lease_until = null, updated_at = now(), last_error = $2
+ where recommendation_id = $1`, c.recID, "recommendation is "+recState); err != nil {
+				return err
+			}
+			if _, err := metadata.AppendLog(ctx, tx, x.entry(&c, OutcomeSkipped, "recommendation is "+recState, "", "",
+				map[string]any{"recommendation_state": recState, "claimed_by": x.id})); err != nil {
+				return err
+			}
+			c.skip = true
+			j = &c
+			return nil
+		}
+		c.attempt++
+		if _, err := tx.Exec(ctx, marker+`update indexpilot.builds
+   set state = 'running', claimed_by = $2, lease_until = now() + make_interval(secs => $3),
+       attempts = $4, updated_at = now()
+ where recommendation_id = $1`, c.recID, x.id, x.cfg.Lease.Seconds(), c.attempt); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, marker+`update indexpilot.recommendations
+   set state = 'building', updated_at = now() where id = $1`, c.recID); err != nil {
+			return err
+		}
+		j = &c
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim build: %w", err)
+	}
+	if j != nil && j.skip {
+		x.log.Info("build skipped", "target", j.target, "recommendation_id", j.recID, "index", j.indexName)
+	}
+	return j, nil
+}
+
+// outcome is what a build attempt settles to.
+type outcome struct {
+	name       string // mutation_log outcome
+	buildState string // builds.state
+	recState   string // recommendations.state
+	retryIn    time.Duration
+	// refund gives the attempt back: the build never got to run (busy, or
+	// the stage is stopping).
+	refund bool
+	reason string
+	res    build.Result
+	err    *build.Error
+}
+
+// process runs one claimed build and settles it.
+func (x *executor) process(ctx context.Context, j *job) {
+	log := x.log.With("target", j.target, "recommendation_id", j.recID, "index", j.indexName, "attempt", j.attempt)
+	if j.takenOver != "" {
+		log.Info("took over expired build lease", "previous_holder", j.takenOver)
+	}
+	bctx, cancel := context.WithCancel(ctx)
+	var lost atomic.Bool
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		x.heartbeat(bctx, j, func() { lost.Store(true); cancel() })
+	}()
+	res, err := x.build(bctx, j)
+	cancel()
+	<-hbDone
+	if lost.Load() {
+		log.Warn("build lease lost; leaving the row to its new holder", "error", errString(err))
+		return
+	}
+	o := x.decide(ctx, j, res, err)
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer scancel()
+	payload, err := x.settle(sctx, j, o)
+	if err != nil {
+		log.Error("record build outcome", "outcome", o.name, "error", postgres.Describe(err))
+		return
+	}
+	if payload == nil {
+		log.Info("build settled", "outcome", o.name, "reason", o.reason)
+		return
+	}
+	log.Info("build settled", "outcome", o.name, "reason", o.reason)
+	x.publish(sctx, j, payload)
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// build runs internal/build on the job's target.
+func (x *executor) build(ctx context.Context, j *job) (build.Result, error) {
+	pool, err := x.d.Targets.Pool(ctx, j.target)
+	if err != nil {
+		class := postgres.Transient
+		switch {
+		case errors.Is(err, stage.ErrUnknownTarget):
+			class = postgres.Permanent
+		case ctx.Err() != nil:
+			class = postgres.Canceled
+		}
+		return build.Result{}, &build.Error{Op: "connect", Class: class, Err: err}
+	}
+	return build.Build(ctx, pool, j.spec, build.Options{
+		LockTimeout:      x.cfg.LockTimeout,
+		StatementTimeout: x.cfg.StatementTimeout,
+	})
+}
+
+// decide maps a build's result to its outcome.
+func (x *executor) decide(ctx context.Context, j *job, res build.Result, err error) outcome {
+	if err == nil {
+		if res.AlreadyExisted {
+			return outcome{name: OutcomeAlreadyExists, buildState: "done", recState: "applied", res: res,
+				reason: "an equal valid index exists"}
+		}
+		return outcome{name: OutcomeBuilt, buildState: "done", recState: "applied", res: res}
+	}
+	var be *build.Error
+	if !errors.As(err, &be) {
+		be = &build.Error{Op: "build", Class: postgres.Classify(err), SQLState: postgres.SQLState(err), Err: err}
+	}
+	retry := outcome{name: OutcomeRetry, buildState: "pending", recState: "approved", err: be}
+	switch {
+	case be.Class == postgres.Canceled || ctx.Err() != nil:
+		retry.refund, retry.reason = true, "executor stopping"
+		return retry
+	case be.Busy:
+		retry.refund, retry.reason, retry.retryIn = true, "busy", x.backoff(1)
+		return retry
+	case be.Class == postgres.Permanent:
+		return outcome{name: OutcomeFailed, buildState: "failed", recState: "failed", err: be, reason: "permanent error"}
+	case j.attempt < x.cfg.MaxAttempts:
+		retry.reason, retry.retryIn = "transient error", x.backoff(j.attempt)
+		return retry
+	}
+	return outcome{name: OutcomeFailed, buildState: "failed", recState: "failed", err: be,
+		reason: fmt.Sprintf("transient error, %d attempts made", j.attempt)}
+}
+
+// backoff is the delay before retry number attempt: the larger of the poll
+// interval and the lock timeout, doubled per attempt, capped.
+func (x *executor) backoff(attempt int) time.Duration {
+	d := max(x.cfg.PollInterval, x.cfg.LockTimeout)
+	for i := 1; i < attempt && d < maxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, maxBackoff)
+}
+
+// heartbeat extends the lease every third of it until ctx is done. When
+// the row is no longer ours (taken over after an expired lease, or closed
+// by someone else) it calls lost.
+func (x *executor) heartbeat(ctx context.Context, j *job, lost func()) {
+	t := time.NewTicker(max(x.cfg.Lease/3, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		tag, err := x.d.Control.Exec(ctx, marker+`update indexpilot.builds
+   set lease_until = now() + make_interval(secs => $3), updated_at = now()
+ where recommendation_id = $1 and claimed_by = $2 and state = 'running'`, j.recID, x.id, x.cfg.Lease.Seconds())
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			x.log.Warn("extend build lease", "recommendation_id", j.recID, "error", postgres.Describe(err))
+		case tag.RowsAffected() == 0:
+			lost()
+			return
+		}
+	}
+}
+
+// evidence is the mutation_log evidence of a build attempt.
+type evidence struct {
+	Attempt            int      `json:"attempt"`
+	MaxAttempts        int      `json:"max_attempts"`
+	ExecutorID         string   `json:"executor_id"`
+	TookOverFrom       string   `json:"took_over_from,omitempty"`
+	QueryIDs           []string `json:"query_ids"`
+	DurationMs         float64  `json:"duration_ms,omitempty"`
+	SizeBytes          int64    `json:"size_bytes,omitempty"`
+	ExistingDefinition string   `json:"existing_definition,omitempty"`
+	DroppedLeftover    bool     `json:"dropped_leftover,omitempty"`
+	Op                 string   `json:"op,omitempty"`
+	Error              string   `json:"error,omitempty"`
+	SQLState           string   `json:"sqlstate,omitempty"`
+	Permanent          bool     `json:"permanent,omitempty"`
+	Busy               bool     `json:"busy,omitempty"`
+	LeftoverRemains    bool     `json:"leftover_remains,omitempty"`
+	RetryInSeconds     float64  `json:"retry_in_seconds,omitempty"`
+}
+
+func (x *executor) entry(j *job, outcome, reason, indexName, ddl string, ev any) metadata.Entry {
+	if indexName == "" {
+		indexName = j.indexName
+	}
+	return metadata.Entry{
+		Stage: Name, Action: "build", Outcome: outcome, Target: j.target,
+		Schema: j.spec.Schema, Table: j.spec.Table, Fields: j.spec.Columns,
+		IndexName: indexName, DDL: ddl, Reason: reason, Evidence: ev,
+		EventID: j.decisionEventID, CandidateID: j.candidateID, RecommendationID: j.recID,
+	}
+}
+
+// settle records o in one transaction: the builds row (only while this
+// process still holds it), the recommendation's state and the
+// mutation_log entry. It returns the event to publish, if any.
+func (x *executor) settle(ctx context.Context, j *job, o outcome) (events.Payload, error) {
+	ev := evidence{Attempt: j.attempt, MaxAttempts: x.cfg.MaxAttempts, ExecutorID: x.id,
+		TookOverFrom: j.takenOver, QueryIDs: j.queryIDs}
+	if ev.QueryIDs == nil {
+		ev.QueryIDs = []string{}
+	}
+	indexName, ddl := j.indexName, indexdef.CreateSQL(j.spec, j.indexName, true)
+	var lastError, sqlstate any
+	if o.err == nil {
+		indexName, ddl = o.res.Name, o.res.DDL
+		ev.DurationMs = float64(o.res.Duration.Microseconds()) / 1000
+		ev.SizeBytes = o.res.SizeBytes
+		ev.DroppedLeftover = o.res.DroppedLeftover
+		if o.res.AlreadyExisted {
+			ev.ExistingDefinition = o.res.Definition
+		}
+	} else {
+		ev.Op, ev.Error, ev.SQLState = o.err.Op, o.err.Error(), o.err.SQLState
+		ev.Permanent, ev.Busy, ev.LeftoverRemains = o.err.Permanent(), o.err.Busy, o.err.LeftoverRemains
+		ev.RetryInSeconds = o.retryIn.Seconds()
+		lastError = o.err.Error()
+		if o.err.SQLState != "" {
+			sqlstate = o.err.SQLState
+		}
+	}
+	refund := 0
+	if o.refund {
+		refund = 1
+	}
+	now := x.d.Clock()
+	var payload events.Payload
+	err := pgx.BeginFunc(ctx, x.d.Control, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, marker+`update indexpilot.builds
+   set state = $3, claimed_by = null, lease_until = null,
+       not_before = now() + make_interval(secs => $4), attempts = attempts - $5,
+       last_error = $6, sqlstate = $7, updated_at = now()
+ where recommendation_id = $1 and claimed_by = $2 and state = 'running'`,
+			j.recID, x.id, o.buildState, o.retryIn.Seconds(), refund, lastError, sqlstate)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return errLeaseLost
+		}
+		// A retry puts the recommendation back to approved only if nobody
+		// changed it meanwhile (a rejection stays); a finished build's
+		// outcome is the truth whatever happened to it.
+		if _, err := tx.Exec(ctx, marker+`update indexpilot.recommendations
+   set state = $2, updated_at = now() where id = $1 and ($2 <> 'approved' or state = 'building')`,
+			j.recID, o.recState); err != nil {
+			return err
+		}
+		if _, err := metadata.AppendLog(ctx, tx, x.entry(j, o.name, o.reason, indexName, ddl, ev)); err != nil {
+			return err
+		}
+		switch o.name {
+		case OutcomeBuilt, OutcomeAlreadyExists:
+			eventDDL := o.res.DDL
+			if eventDDL == "" {
+				eventDDL = o.res.Definition
+			}
+			payload = &events.IndexBuildCompleted{
+				Target: j.target, RecommendationID: j.recID, CandidateID: j.candidateID,
+				DecisionEventID: j.decisionEventID, Index: j.spec, IndexName: o.res.Name, DDL: eventDDL,
+				AlreadyExisted: o.res.AlreadyExisted, DurationMs: ev.DurationMs, SizeBytes: o.res.SizeBytes,
+				CompletedAt: now.UTC(),
+			}
+		case OutcomeFailed:
+			payload = &events.IndexBuildFailed{
+				Target: j.target, RecommendationID: j.recID, CandidateID: j.candidateID,
+				DecisionEventID: j.decisionEventID, Index: j.spec, IndexName: j.indexName,
+				Error: o.err.Error(), SQLState: o.err.SQLState, Permanent: o.err.Permanent(),
+				Attempt: j.attempt, FailedAt: now.UTC(),
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, errLeaseLost) {
+		x.log.Warn("build row no longer held at settle time; outcome left to its holder",
+			"recommendation_id", j.recID, "outcome", o.name)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("settle build %s: %w", j.recID, err)
+	}
+	return payload, nil
+}
+
+var errLeaseLost = errors.New("build lease lost")
+
+// publish sends the outcome event, retrying a few times: the outcome is
+// already committed, and the event id is deterministic, so a consumer that
+// sees it twice drops the copy.
+func (x *executor) publish(ctx context.Context, j *job, p events.Payload) {
+	delay := 200 * time.Millisecond
+	for i := 1; ; i++ {
+		err := x.d.Bus.Publish(ctx, Name, j.decisionEventID, p)
+		if err == nil {
+			return
+		}
+		if i == 5 || ctx.Err() != nil {
+			x.log.Error("publish build outcome", "recommendation_id", j.recID, "event_id", p.EventID(),
+				"type", string(p.EventType()), "error", err.Error())
+			return
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+		delay *= 2
+	}
+}
