@@ -1,0 +1,289 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/indexpilot/indexpilot/pkg/config"
+	"github.com/indexpilot/indexpilot/pkg/telemetry"
+	"github.com/indexpilot/indexpilot/services/indexpilot"
+	"github.com/indexpilot/indexpilot/services/indexpilot/internal/demo"
+)
+
+// demoDatabase is the database the demo creates and replaces.
+const demoDatabase = "indexpilot_demo"
+
+// demoSeed fixes the workload's arguments so that before and after run the
+// very same queries.
+const demoSeed = 20261125
+
+func demoCmd(ctx context.Context, cfgPath string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	keep := fs.Bool("keep", os.Getenv("INDEXPILOT_DEMO_KEEP") != "", "keep the throwaway cluster running and its directory after the demo")
+	rows := fs.String("rows", "default", "data size: small or default")
+	per := fs.Int("per-statement", 200, "times each workload statement runs per phase")
+	verbose := fs.Bool("verbose", false, "show the pipeline's logs")
+	if err := fs.Parse(args); err != nil {
+		return usageError{"demo: " + err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("demo: unexpected argument %q", fs.Arg(0))}
+	}
+	scale := demo.DefaultScale
+	switch *rows {
+	case "default":
+	case "small":
+		scale = demo.SmallScale
+	default:
+		return usageError{fmt.Sprintf("demo: --rows %q is not small or default", *rows)}
+	}
+	if *per < 10 {
+		return usageError{"demo: --per-statement must be at least 10"}
+	}
+	step := func(f string, a ...any) { fmt.Fprintf(stdout, "\n==> "+f+"\n", a...) }
+
+	// 1. A server: the one INDEXPILOT_DATABASE_URL names (left configured
+	// as it is), or a throwaway cluster of our own.
+	adminURL := os.Getenv("INDEXPILOT_DATABASE_URL")
+	if adminURL == "" {
+		dir := filepath.Join(os.TempDir(), "indexpilot-demo")
+		step("starting a throwaway PostgreSQL cluster in %s", dir)
+		cluster, err := demo.StartCluster(ctx, dir, stdout)
+		if err != nil {
+			return err
+		}
+		if *keep {
+			cluster.KeepDir = true
+			fmt.Fprintf(stdout, "--keep: the cluster stays up after the demo: psql %q\n", cluster.URL(demoDatabase))
+		} else {
+			defer func() {
+				if err := cluster.Stop(context.Background()); err != nil {
+					fmt.Fprintln(stderr, "indexpilot: stop demo cluster:", oneLine(err))
+				}
+			}()
+		}
+		adminURL = cluster.URL("postgres")
+	} else {
+		step("using the server INDEXPILOT_DATABASE_URL names (its configuration is not changed)")
+	}
+	dbURL, err := demo.CreateDatabase(ctx, adminURL, demoDatabase)
+	if err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		return errors.New("connect to the demo database: invalid connection string")
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, "/* indexpilot:demo */ drop schema if exists indexpilot cascade"); err != nil {
+		return fmt.Errorf("reset the demo's indexpilot schema: %w", err)
+	}
+
+	step("loading the demo schema (%d tenants, %d organizations, %d contacts, %d interactions; primary keys only)",
+		scale.Tenants, scale.Organizations, scale.Contacts, scale.Interactions)
+	if err := demo.LoadSchema(ctx, pool, scale, stdout); err != nil {
+		return err
+	}
+	stmts := demo.Workload(scale)
+
+	step("measuring the workload before any index: %d runs of each of %d statements", *per, len(stmts))
+	before, err := demo.Measure(ctx, pool, stmts, *per, demoSeed)
+	if err != nil {
+		return err
+	}
+
+	cfg, err := config.Load(cfgPath, append(os.Environ(), "INDEXPILOT_DATABASE_URL="+dbURL))
+	if err != nil {
+		return err
+	}
+	cfg.DatabaseURL = dbURL
+	cfg.Targets = []config.Target{{Name: "demo", DSN: dbURL}}
+	cfg.Bus = config.Bus{Transport: config.TransportMemory}
+	cfg.Collector.Interval = time.Second
+	cfg.Scorer.Interval = time.Second
+	cfg.Executor.PollInterval = 250 * time.Millisecond
+	logOut := io.Discard
+	if *verbose {
+		logOut = stderr
+	}
+	logger := telemetry.NewLogger(config.Log{Level: "info", Format: "text"}, logOut, "")
+
+	// 2. Advisory.
+	step("phase 1: the pipeline in advisory mode (records recommendations, builds nothing)")
+	cfg.Features.AutoIndexer.Mode = config.ModeAdvisory
+	if err := demoPhase(ctx, cfg, logger, pool, stmts, *per, stdout, func(ctx context.Context) (bool, string, error) {
+		var n int
+		err := pool.QueryRow(ctx, "/* indexpilot:demo */ select count(*) from indexpilot.recommendations").Scan(&n)
+		return n > 0, fmt.Sprintf("%d recommendations", n), err
+	}); err != nil {
+		return err
+	}
+	recs, err := ListRecommendations(ctx, pool, "", "")
+	if err != nil {
+		return err
+	}
+	step("advisory recommendations, with the planner's evidence")
+	PrintRecommendations(stdout, recs, true)
+	if len(recs) == 0 {
+		return errors.New("demo: the pipeline made no recommendation")
+	}
+
+	// 3. Apply.
+	step("phase 2: the pipeline in apply mode (builds the recommendations with CREATE INDEX CONCURRENTLY)")
+	cfg.Features.AutoIndexer.Mode = config.ModeApply
+	if err := demoPhase(ctx, cfg, logger, pool, stmts, *per, stdout, func(ctx context.Context) (bool, string, error) {
+		var open, applied, failed int
+		err := pool.QueryRow(ctx, `/* indexpilot:demo */
+select count(*) filter (where state in ('proposed','approved','building')),
+       count(*) filter (where state = 'applied'), count(*) filter (where state = 'failed')
+  from indexpilot.recommendations`).Scan(&open, &applied, &failed)
+		return err == nil && open == 0, fmt.Sprintf("%d applied, %d failed, %d waiting", applied, failed, open), err
+	}); err != nil {
+		return err
+	}
+	step("indexes built")
+	if err := printBuilt(ctx, pool, stdout); err != nil {
+		return err
+	}
+
+	step("measuring the same workload again: the same %d runs of each statement with the same arguments", *per)
+	after, err := demo.Measure(ctx, pool, stmts, *per, demoSeed)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout)
+	demo.FormatComparison(stdout, before, after)
+	fmt.Fprintln(stdout, "\n(contact_by_id is served by its primary key: it is the control and should not change.)")
+	return nil
+}
+
+// demoPhase runs the pipeline until done reports true: it waits for the
+// collector's baseline poll, drives the workload so the next poll sees
+// deltas, and shows progress while the stages work.
+func demoPhase(ctx context.Context, cfg config.Config, logger *slog.Logger, pool *pgxpool.Pool, stmts []demo.Statement, per int,
+	out io.Writer, done func(context.Context) (bool, string, error)) error {
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ready := make(chan struct{})
+	errc := make(chan error, 1)
+	started := time.Now()
+	go func() {
+		errc <- indexpilot.RunAll(pctx, cfg, logger, indexpilot.Options{Ready: func() { close(ready) }})
+	}()
+	select {
+	case <-ready:
+	case err := <-errc:
+		return fmt.Errorf("start pipeline: %w", err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// The collector's first poll is a baseline; table statistics reaching
+	// the scorer show that it happened.
+	if err := waitFor(ctx, errc, 30*time.Second, out, "collector baseline", func(ctx context.Context) (bool, string, error) {
+		var n int
+		err := pool.QueryRow(ctx, "/* indexpilot:demo */ select count(*) from indexpilot.table_stats where observed_at >= $1", started).Scan(&n)
+		return n > 0, "", err
+	}); err != nil {
+		return err
+	}
+	if err := demo.Drive(ctx, pool, stmts, per, demoSeed, out); err != nil {
+		return err
+	}
+	if err := waitFor(ctx, errc, 3*time.Minute, out, "pipeline", done); err != nil {
+		return err
+	}
+	cancel()
+	if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	return nil
+}
+
+// waitFor polls cond every half second, printing its status when it
+// changes, until it holds (then a settle period passes without change) or
+// the timeout.
+func waitFor(ctx context.Context, errc chan error, timeout time.Duration, out io.Writer, what string,
+	cond func(context.Context) (bool, string, error)) error {
+	deadline := time.Now().Add(timeout)
+	last, stableSince := "", time.Time{}
+	for {
+		ok, status, err := cond(ctx)
+		if err != nil {
+			return fmt.Errorf("wait for %s: %w", what, err)
+		}
+		if status != last {
+			if status != "" {
+				fmt.Fprintf(out, "    %s: %s\n", what, status)
+			}
+			last, stableSince = status, time.Now()
+		}
+		// Settle: more scoring rounds may still add to the result.
+		if ok && time.Since(stableSince) >= 3*time.Second {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not finish within %s (last: %s)", what, timeout, orDash(last))
+		}
+		select {
+		case err := <-errc:
+			if err == nil {
+				err = errors.New("stopped")
+			}
+			return fmt.Errorf("pipeline stopped early: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func printBuilt(ctx context.Context, pool *pgxpool.Pool, out io.Writer) error {
+	rows, err := pool.Query(ctx, `/* indexpilot:demo */
+select r.index_name, r.state, coalesce(pg_get_indexdef(i.oid), ''), coalesce(x.indisvalid, false), coalesce(pg_relation_size(i.oid), 0)
+  from indexpilot.recommendations r
+  left join pg_class i on i.relname = r.index_name
+       and i.relnamespace = (select oid from pg_namespace where nspname = r.schema_name)
+  left join pg_index x on x.indexrelid = i.oid
+ order by r.table_name, r.index_name`)
+	if err != nil {
+		return fmt.Errorf("list built indexes: %w", err)
+	}
+	defer rows.Close()
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "STATE\tVALID\tSIZE\tDEFINITION")
+	for rows.Next() {
+		var name, state, def string
+		var valid bool
+		var size int64
+		if err := rows.Scan(&name, &state, &def, &valid, &size); err != nil {
+			return err
+		}
+		if def == "" {
+			def = name + " (not built)"
+		}
+		fmt.Fprintf(tw, "%s\t%v\t%s\t%s\n", state, valid, humanBytes(size), strings.TrimSpace(def))
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	return tw.Flush()
+}

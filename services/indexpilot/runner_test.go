@@ -1,0 +1,78 @@
+package indexpilot_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/indexpilot/indexpilot/pkg/config"
+	"github.com/indexpilot/indexpilot/pkg/pgtest"
+	"github.com/indexpilot/indexpilot/services/indexpilot"
+)
+
+// TestRunAllOnTheMemoryBus runs the embedded default — all four stages in
+// one process on the in-process bus — in apply mode and waits for the
+// missing index to exist and be valid.
+func TestRunAllOnTheMemoryBus(t *testing.T) {
+	db := pgtest.NewDatabase(t)
+	db.RequireExtension(t, "hypopg")
+	db.RequireExtension(t, "pg_stat_statements")
+	db.Exec(t,
+		`create table public.events (id bigint primary key, account_id int not null, kind text not null, payload text)`,
+		`insert into public.events select g, g % 3000, 'k' || (g % 7), md5(g::text) from generate_series(1, 40000) g`,
+		`analyze public.events`,
+	)
+	cfg, err := config.Load("", []string{
+		"INDEXPILOT_DATABASE_URL=" + db.URL,
+		"INDEXPILOT_FEATURES_AUTO_INDEXER_MODE=apply",
+		"INDEXPILOT_COLLECTOR_INTERVAL=200ms",
+		"INDEXPILOT_SCORER_INTERVAL=200ms",
+		"INDEXPILOT_EXECUTOR_POLL_INTERVAL=100ms",
+	})
+	require.NoError(t, err)
+	require.Equal(t, config.TransportMemory, cfg.Bus.Transport)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		errc <- indexpilot.RunAll(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)),
+			indexpilot.Options{Ready: func() { close(ready) }})
+	}()
+	select {
+	case <-ready:
+	case err := <-errc:
+		t.Fatalf("RunAll exited before ready: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("RunAll not ready within 30 s")
+	}
+	count := func(sql string) int {
+		var n int
+		require.NoError(t, db.Pool.QueryRow(context.Background(), sql).Scan(&n))
+		return n
+	}
+	// Wait for the collector's baseline poll, then run the workload.
+	require.Eventually(t, func() bool { return count("select count(*) from indexpilot.table_stats") > 0 },
+		30*time.Second, 50*time.Millisecond, "no table statistics reached the scorer")
+	for i := 0; i < 100; i++ {
+		_, err := db.Pool.Exec(context.Background(), "select payload from public.events where account_id = $1", i)
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool {
+		return count(`select count(*) from pg_index x join pg_class i on i.oid = x.indexrelid
+			where x.indrelid = 'public.events'::regclass and i.relname like 'ip_events_account_id_%' and x.indisvalid`) == 1
+	}, 60*time.Second, 100*time.Millisecond, "the index on events(account_id) was not built")
+	require.Equal(t, 1, count("select count(*) from indexpilot.recommendations where state = 'applied'"))
+	cancel()
+	select {
+	case err := <-errc:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("RunAll did not stop within 30 s of cancel")
+	}
+}

@@ -1,0 +1,219 @@
+// Package candidates turns the extracted statements of one target's
+// workload into btree index candidates. It proposes; it does not judge:
+// what-if costing and set selection happen later, so a candidate here only
+// has to be plausible for at least one statement and not already served by
+// an existing index.
+package candidates
+
+import (
+	"sort"
+
+	"github.com/indexpilot/indexpilot/events"
+	"github.com/indexpilot/indexpilot/pkg/indexdef"
+	"github.com/indexpilot/indexpilot/services/scorer/internal/sqlparse"
+)
+
+// DefaultMaxColumns is the widest multi-column candidate when
+// Options.MaxColumns is not set.
+const DefaultMaxColumns = 3
+
+// Options tunes Generate.
+type Options struct {
+	// MaxColumns caps the number of key columns of a candidate; 0 or less
+	// means DefaultMaxColumns. 1 disables multi-column candidates.
+	MaxColumns int
+}
+
+// Input is one statement of the workload.
+type Input struct {
+	// QueryID identifies the statement (pg_stat_statements queryid as a
+	// string); it is carried into the candidates the statement motivates.
+	QueryID string
+	// Stmt is the extraction of the statement. Every TableRef must already
+	// have its schema resolved (the caller applies the target's search_path,
+	// usually "public"): a table whose Schema is still "" is skipped rather
+	// than guessed. A nil Stmt is skipped.
+	Stmt *sqlparse.Statement
+}
+
+// Candidate is a proposed index and the statements it could serve.
+type Candidate struct {
+	// Spec is a btree index on plain columns, no predicate.
+	Spec events.IndexSpec
+	// QueryIDs are the distinct, non-empty query ids of the statements that
+	// motivated Spec, sorted.
+	QueryIDs []string
+}
+
+// Generate returns the btree candidates for stmts, sorted by Spec.Key(), one
+// per Key:
+//
+//   - a single-column candidate for every equality, range, IS NULL,
+//     LIKE-prefix, join-key and ORDER BY column of a table;
+//   - multi-column candidates per statement and table: the equality columns
+//     in order of appearance, then at most one range or ORDER BY column (one
+//     candidate per range column, one for the sort column, and the equality
+//     columns alone when there are two or more). When the equality columns
+//     fill MaxColumns or more, only the left-most MaxColumns of them are
+//     proposed. The sort column is the first ORDER BY column of the table
+//     that is not fixed by an equality, provided every ORDER BY column
+//     before it is;
+//   - minus anything an index in existing already covers
+//     (indexdef.FindCovering: same method, leading key columns in order,
+//     same predicate, valid; an expression key never covers a column).
+//
+// existing is keyed by "schema.table" (events.IndexSpec.QualifiedTable) and
+// holds that table's indexes as indexdef.Load returns them: their Schema and
+// Table fields must be set. GROUP BY and expression usages produce no
+// candidate here. The same input always gives the same output.
+func Generate(stmts []Input, existing map[string][]indexdef.Existing, opts Options) []Candidate {
+	width := opts.MaxColumns
+	if width <= 0 {
+		width = DefaultMaxColumns
+	}
+	g := &generator{existing: existing, byKey: map[string]*pending{}, covered: map[string]bool{}}
+	for _, in := range stmts {
+		if in.Stmt == nil {
+			continue
+		}
+		for i := range in.Stmt.Tables {
+			u := &in.Stmt.Tables[i]
+			if u.Table.Schema == "" || u.Table.Name == "" {
+				continue
+			}
+			for _, cols := range columnSets(u, width) {
+				g.add(u.Table, cols, in.QueryID)
+			}
+		}
+	}
+	keys := make([]string, 0, len(g.byKey))
+	for k := range g.byKey {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]Candidate, 0, len(keys))
+	for _, k := range keys {
+		p := g.byKey[k]
+		ids := make([]string, 0, len(p.ids))
+		for id := range p.ids {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		out = append(out, Candidate{Spec: p.spec, QueryIDs: ids})
+	}
+	return out
+}
+
+type pending struct {
+	spec events.IndexSpec
+	ids  map[string]struct{}
+}
+
+type generator struct {
+	existing map[string][]indexdef.Existing
+	byKey    map[string]*pending
+	// covered remembers keys an existing index serves.
+	covered map[string]bool
+}
+
+func (g *generator) add(t sqlparse.TableRef, cols []string, queryID string) {
+	spec := events.IndexSpec{
+		Schema:  t.Schema,
+		Table:   t.Name,
+		Method:  "btree",
+		Columns: append([]string(nil), cols...),
+	}
+	key := spec.Key()
+	if g.covered[key] {
+		return
+	}
+	p, ok := g.byKey[key]
+	if !ok {
+		if _, found := indexdef.FindCovering(g.existing[spec.QualifiedTable()], spec); found {
+			g.covered[key] = true
+			return
+		}
+		p = &pending{spec: spec, ids: map[string]struct{}{}}
+		g.byKey[key] = p
+	}
+	if queryID != "" {
+		p.ids[queryID] = struct{}{}
+	}
+}
+
+// columnSets lists the key-column lists one table usage motivates: the
+// single columns first, then the multi-column ones.
+func columnSets(u *sqlparse.TableUsage, width int) [][]string {
+	var out [][]string
+	single := func(cols []string) {
+		for _, c := range cols {
+			if c != "" {
+				out = append(out, []string{c})
+			}
+		}
+	}
+	single(u.Equality)
+	single(u.Range)
+	single(u.IsNull)
+	single(u.LikePrefix)
+	single(u.JoinKeys)
+	for _, o := range u.OrderBy {
+		single([]string{o.Column})
+	}
+	return append(out, composites(u, width)...)
+}
+
+// composites builds the multi-column lists: equality columns first, then
+// one range or sort column, never wider than width.
+func composites(u *sqlparse.TableUsage, width int) [][]string {
+	var eq []string
+	for _, c := range u.Equality {
+		if c != "" && !contains(eq, c) {
+			eq = append(eq, c)
+		}
+	}
+	if width < 2 || len(eq) == 0 {
+		return nil
+	}
+	if len(eq) >= width {
+		return [][]string{eq[:width]}
+	}
+	var out [][]string
+	if len(eq) >= 2 {
+		out = append(out, eq)
+	}
+	var trailing []string
+	for _, r := range u.Range {
+		if r != "" && !contains(eq, r) && !contains(trailing, r) {
+			trailing = append(trailing, r)
+		}
+	}
+	if s := sortColumn(u.OrderBy, eq); s != "" && !contains(trailing, s) {
+		trailing = append(trailing, s)
+	}
+	for _, t := range trailing {
+		cols := make([]string, 0, len(eq)+1)
+		out = append(out, append(append(cols, eq...), t))
+	}
+	return out
+}
+
+// sortColumn is the first ORDER BY column not fixed by an equality, or ""
+// when there is none. With WHERE a = $1 ORDER BY a, b the sort column is b.
+func sortColumn(order []sqlparse.OrderCol, eq []string) string {
+	for _, o := range order {
+		if !contains(eq, o.Column) {
+			return o.Column
+		}
+	}
+	return ""
+}
+
+func contains(list []string, v string) bool {
+	for _, s := range list {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
