@@ -20,16 +20,22 @@ import (
 //     one candidate that changes every call — with the default strategy
 //     (drop the old candidate, create the new one);
 //   - greedy-recreate: the same pattern, resetting HypoPG and recreating
-//     the whole set on every change.
+//     the whole set on every change;
+//   - greedy-diff-9, greedy-recreate-9: both with eight chosen indexes.
 func BenchmarkCost(b *testing.B) {
 	db := newItemsDB(b)
 	ctx := context.Background()
 	const q = "select id from public.items where a = $1 and b = $2 order by created_at"
 	chosen := []events.IndexSpec{on("c"), on("note")}
+	chosen8 := []events.IndexSpec{on("c"), on("note"), on("id", "c"), on("c", "id"),
+		on("created_at", "id"), on("note", "id"), on("b", "c"), on("c", "b")}
 	candidates := []events.IndexSpec{on("a"), on("b"), on("a", "b"), on("b", "a"), on("created_at")}
-	with := func(i int) []events.IndexSpec {
-		return append(append([]events.IndexSpec{}, chosen...), candidates[i%len(candidates)])
+	withOn := func(base []events.IndexSpec) func(i int) []events.IndexSpec {
+		return func(i int) []events.IndexSpec {
+			return append(append([]events.IndexSpec{}, base...), candidates[i%len(candidates)])
+		}
 	}
+	with := withOn(chosen)
 
 	run := func(name string, recreate bool, set func(i int) []events.IndexSpec, miss bool) {
 		b.Run(name, func(b *testing.B) {
@@ -60,6 +66,8 @@ func BenchmarkCost(b *testing.B) {
 	run("same-set", false, func(int) []events.IndexSpec { return chosen }, true)
 	run("greedy-diff", false, with, true)
 	run("greedy-recreate", true, with, true)
+	run("greedy-diff-9", false, withOn(chosen8), true)
+	run("greedy-recreate-9", true, withOn(chosen8), true)
 }
 
 // BenchmarkSize measures an uncached Size: create the hypothetical index

@@ -42,6 +42,10 @@ var syncRequest = request{sync: true}
 // error (classified); a failed request skips the rest of its segment only.
 // A transport error stops everything and leaves the connection closed.
 func (s *Session) run(ctx context.Context, reqs []request) error {
+	if err := ctx.Err(); err != nil {
+		// Nothing sent: the connection is still fine.
+		return fmt.Errorf("%s: %w", reqs[0].what, err)
+	}
 	p := s.pg().StartPipeline(ctx)
 	for _, r := range reqs {
 		switch {
@@ -61,7 +65,7 @@ func (s *Session) run(ctx context.Context, reqs []request) error {
 	}
 	if err := p.Flush(); err != nil {
 		_ = p.Close()
-		s.broken = true
+		s.broken = s.broken || s.pg().IsClosed()
 		return fmt.Errorf("send what-if requests: %w", err)
 	}
 	var first error

@@ -21,9 +21,12 @@ import (
 // when the caller's context is already done.
 const cleanupTimeout = 5 * time.Second
 
-// statementPrefix names the protocol-level prepared statements of a
-// session; a counter makes each name unique.
-const statementPrefix = "indexpilot_whatif_"
+// statementName names the protocol-level prepared statement of an
+// evaluation; it is closed before the next one. One fixed name keeps the
+// text of our EXPLAIN EXECUTE the same from call to call, so
+// pg_stat_statements (which records it as a utility statement carrying our
+// marker) gets one entry per parameter count, not one per evaluation.
+const statementName = "indexpilot_whatif"
 
 // SessionStats counts what one session did on its connection.
 type SessionStats struct {
@@ -32,7 +35,8 @@ type SessionStats struct {
 	Evaluations int
 	// HypoCreates and HypoDrops count hypopg_create_index and
 	// hypopg_drop_index calls; HypoResets counts hypopg_reset calls made
-	// to stay below HypoPG's fake-OID limit (not the one in Close).
+	// to stay below HypoPG's fake-OID limit (not those of Acquire and
+	// Close).
 	HypoCreates, HypoDrops, HypoResets int
 }
 
@@ -60,10 +64,12 @@ type Session struct {
 	// them, in the order of settings; dirty says they were changed.
 	settings, saved []string
 	dirty           bool
-	seq             int
-	stats           SessionStats
-	broken          bool
-	closed          bool
+	// inflates: pg_stat_statements.track is all and the session may not
+	// change it.
+	inflates bool
+	stats    SessionStats
+	broken   bool
+	closed   bool
 }
 
 // Acquire takes a connection from the pool for what-if work. It probes the
@@ -76,6 +82,8 @@ type Session struct {
 //	default_transaction_read_only = on   (a fence: nothing can write)
 //	statement_timeout, lock_timeout      (Options)
 //	hypopg.enabled = on                  (when HypoPG is installed)
+//	pg_stat_statements.track = top       (when it is all and the role may set it;
+//	                                      see InflatesCalls)
 //
 // Close puts the previous values back.
 func (e *Engine) Acquire(ctx context.Context) (*Session, error) {
@@ -132,6 +140,28 @@ func (s *Session) open(ctx context.Context) error {
 		return fmt.Errorf("read session settings: %w", err)
 	}
 	s.dirty = true
+	// With pg_stat_statements.track = all, the executor start/end that
+	// EXPLAIN runs for the evaluated statement counts as one call of it:
+	// every evaluation would add a phantom call to the workload the
+	// collector reports. Track only top-level statements on this session
+	// when allowed (superuser, or GRANT SET ON PARAMETER on PostgreSQL 15+).
+	var track *string
+	if err := s.conn.QueryRow(ctx, marker+"select pg_catalog.current_setting('pg_stat_statements.track', true)").Scan(&track); err != nil {
+		return fmt.Errorf("read pg_stat_statements.track: %w", err)
+	}
+	if track != nil && *track == "all" {
+		_, err := s.conn.Exec(ctx, marker+"select pg_catalog.set_config('pg_stat_statements.track', 'top', false)")
+		switch {
+		case err == nil:
+			s.settings = append(s.settings, "pg_stat_statements.track")
+			s.saved = append(s.saved, *track)
+			ours = append(ours, "top")
+		case postgres.SQLState(err) == "42501":
+			s.inflates = true
+		default:
+			return fmt.Errorf("set pg_stat_statements.track: %w", err)
+		}
+	}
 	if err := s.setAll(ctx, ours); err != nil {
 		return fmt.Errorf("configure what-if session: %w", err)
 	}
@@ -153,6 +183,15 @@ func (s *Session) Available() bool { return s.hypoSchema != "" }
 // ServerVersion is the server_version_num probed when the session started.
 func (s *Session) ServerVersion() int { return s.version }
 
+// InflatesCalls reports that pg_stat_statements tracks nested statements
+// (pg_stat_statements.track = all) and the session's role may not turn
+// that off for itself: then every evaluation counts as one call, with no
+// time and no rows, of the evaluated statement. Grant the role SET on the
+// parameter (PostgreSQL 15+: GRANT SET ON PARAMETER
+// pg_stat_statements.track TO …) or use track = top; otherwise the caller
+// should discount its evaluations.
+func (s *Session) InflatesCalls() bool { return s.inflates }
+
 // Stats returns the session's counters.
 func (s *Session) Stats() SessionStats { return s.stats }
 
@@ -161,7 +200,8 @@ func (s *Session) Stats() SessionStats { return s.stats }
 // other hypothetical one). query is a normalized statement ($1, $2 for
 // constants) from the workload; it is planned, never executed. The answer
 // is cached by (query text, sorted index keys); duplicate specs count
-// once. Errors wrap ErrRefused, ErrNotEvaluable, ErrInvalidIndex,
+// once. A set larger than ResetEvery is recreated on every change; more
+// than 2000 indexes are refused. Errors wrap ErrRefused, ErrNotEvaluable, ErrInvalidIndex,
 // ErrNoHypoPG (indexes given, HypoPG missing) or ErrTimeout when those
 // apply.
 func (s *Session) Cost(ctx context.Context, query string, indexes []events.IndexSpec) (float64, error) {
@@ -190,8 +230,11 @@ func (s *Session) cost(ctx context.Context, stmtKey, query string, indexes []eve
 	if err != nil {
 		return 0, err
 	}
-	if len(set.keys) > 0 && !s.Available() {
+	switch {
+	case len(set.keys) > 0 && !s.Available():
 		return 0, fmt.Errorf("evaluate %d hypothetical indexes: %w", len(set.keys), ErrNoHypoPG)
+	case len(set.keys) > maxResetEvery:
+		return 0, fmt.Errorf("%w: %d indexes in one set, at most %d", ErrInvalidIndex, len(set.keys), maxResetEvery)
 	}
 	key := costKey(kindCost, stmtKey, set.keys)
 	badKey := costKey(kindNotEvaluable, stmtKey, nil)
@@ -213,15 +256,19 @@ func (s *Session) cost(ctx context.Context, stmtKey, query string, indexes []eve
 // EXPLAIN EXECUTE, then — in a segment of its own, so that it runs
 // whatever happened — closing the prepared statement.
 func (s *Session) evaluate(ctx context.Context, query string, set indexSet) (cost float64, err error) {
+	if len(s.pending) > 0 {
+		if err := s.finish(ctx); err != nil {
+			return 0, err
+		}
+	}
 	defer s.settle(ctx, &err)
-	s.seq++
-	name := statementPrefix + strconv.Itoa(s.seq)
+	name := statementName
 	s.pending[name] = struct{}{}
 	var sd *pgconn.StatementDescription
 	reqs := s.hypoRequests(set, true)
 	// Parse (extended protocol): one command only, nothing executed.
 	reqs = append(reqs, request{what: "prepare statement", permanent: ErrNotEvaluable,
-		prepare: query, prepareName: name, onPrepared: func(d *pgconn.StatementDescription) { sd = d }}, syncRequest)
+		prepare: marker + query, prepareName: name, onPrepared: func(d *pgconn.StatementDescription) { sd = d }}, syncRequest)
 	err = s.run(ctx, reqs)
 	if s.broken {
 		return 0, err

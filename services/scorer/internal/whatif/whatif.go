@@ -51,7 +51,11 @@
 // when it holds more than one command, after Check (one SELECT, UPDATE,
 // DELETE or WITH statement). Hypothetical indexes are created from
 // indexdef.CreateSQL of a validated events.IndexSpec, never from workload
-// text. Our own SQL starts with the marker comment /* indexpilot:scorer */.
+// text. Our own SQL starts with the marker comment /* indexpilot:scorer */
+// (the pkg/postgres probes with /* indexpilot:probe */); the evaluated
+// statement keeps its own text, and the session keeps pg_stat_statements
+// from counting its evaluations as calls when it may (see
+// Session.InflatesCalls).
 //
 // # Without HypoPG
 //
@@ -115,8 +119,9 @@ const minServerVersion = 120000
 
 // Options tune an Engine. Zero values take the defaults.
 type Options struct {
-	// StatementTimeout bounds every statement of an evaluation
-	// (statement_timeout, transaction-local). Default 2 s.
+	// StatementTimeout bounds every statement a session runs
+	// (statement_timeout, set for the session and restored by Close).
+	// Default 2 s.
 	StatementTimeout time.Duration
 	// LockTimeout bounds waiting for a table lock while planning, e.g.
 	// behind a pending ALTER TABLE (lock_timeout). Default 500 ms.

@@ -2,10 +2,14 @@ package whatif
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -478,4 +482,97 @@ func sqlState(err error) string {
 		return pe.Code
 	}
 	return ""
+}
+
+func TestWhatIfWorkIsNotWorkload(t *testing.T) {
+	t.Parallel()
+	db := newItemsDB(t)
+	db.RequireExtension(t, "pg_stat_statements")
+	ctx := context.Background()
+	// Forget the setup (this database only; the view is cluster-wide).
+	_, err := db.Pool.Exec(ctx, "select pg_stat_statements_reset(0, (select oid from pg_database where datname = current_database()), 0)")
+	require.NoError(t, err)
+	s := acquire(t, newEngine(t, db.Pool, Options{}))
+	const q = "select * from public.items where a = $1 and b = $2"
+	for _, set := range [][]events.IndexSpec{nil, {on("a")}, {on("b")}, {on("a", "b")}, {on("a"), on("b")}} {
+		cost(t, s, q, set...)
+	}
+	_, err = s.Size(ctx, on("c"))
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	rows, err := db.Pool.Query(ctx, `select query, calls from pg_stat_statements
+		where dbid = (select oid from pg_database where datname = current_database())
+		  and (query like '%hypopg%' or query like '%indexpilot%' or query like '%items where a = $1 and b = $2%')`)
+	require.NoError(t, err)
+	type entry struct {
+		query string
+		calls int64
+	}
+	var got []entry
+	for rows.Next() {
+		var e entry
+		require.NoError(t, rows.Scan(&e.query, &e.calls))
+		got = append(got, e)
+	}
+	require.NoError(t, rows.Err())
+	require.NotEmpty(t, got, "pg_stat_statements recorded nothing")
+	explains := 0
+	for _, e := range got {
+		require.True(t, strings.HasPrefix(e.query, "/* indexpilot:"),
+			"statement without the marker in pg_stat_statements (the collector would count it as workload): %q, %d calls", e.query, e.calls)
+		if strings.Contains(e.query, "EXECUTE indexpilot_whatif") {
+			explains++
+		}
+	}
+	require.LessOrEqual(t, explains, 1, "one entry per parameter count, not one per evaluation: %v", got)
+}
+
+func TestNonSuperuserSession(t *testing.T) {
+	t.Parallel()
+	db := newItemsDB(t)
+	ctx := context.Background()
+	var track string
+	require.NoError(t, db.Pool.QueryRow(ctx, "select current_setting('pg_stat_statements.track', true)").Scan(&track))
+
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	role := "ipt_whatif_" + hex.EncodeToString(rnd[:])
+	db.Exec(t, "create role "+role+" login", "grant select on public.items to "+role)
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), db.URL)
+		if err != nil {
+			return
+		}
+		defer c.Close(context.Background())
+		_, _ = c.Exec(context.Background(), "drop owned by "+role)
+		_, _ = c.Exec(context.Background(), "revoke set on parameter pg_stat_statements.track from "+role)
+		_, _ = c.Exec(context.Background(), "drop role "+role)
+	})
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	require.NoError(t, err)
+	cfg.ConnConfig.User = role
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	e := newEngine(t, pool, Options{})
+	const q = "select * from public.items where a = $1"
+
+	s, err := e.Acquire(ctx)
+	require.NoError(t, err)
+	require.True(t, s.Available())
+	require.Equal(t, track == "all", s.InflatesCalls(), "track is %q and the role may not change it", track)
+	base := cost(t, s, q)
+	require.Less(t, cost(t, s, q, on("a")), base*0.2)
+	require.NoError(t, s.Close())
+
+	// Allowed to set the parameter, the session turns nested tracking off.
+	db.Exec(t, "grant set on parameter pg_stat_statements.track to "+role)
+	s, err = e.Acquire(ctx)
+	require.NoError(t, err)
+	require.False(t, s.InflatesCalls())
+	require.NoError(t, s.Close())
+	var after string
+	require.NoError(t, pool.QueryRow(ctx, "select current_setting('pg_stat_statements.track', true)").Scan(&after))
+	require.Equal(t, track, after, "pg_stat_statements.track must be restored")
 }
