@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -157,4 +159,37 @@ func (t *Targets) Close() {
 		p.Close()
 		delete(t.pools, n)
 	}
+}
+
+// StartFunc is a stage's Start.
+type StartFunc func(ctx context.Context, d Deps) error
+
+// Run opens the dependencies of stage name from cfg, runs start on them
+// until ctx ends and releases them. Every stage's Run is this.
+func Run(ctx context.Context, cfg config.Config, name string, start StartFunc) error {
+	d, closeFn, err := Open(ctx, cfg, name)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	return start(ctx, d)
+}
+
+// Main is the whole of a stage binary's main: it loads the configuration
+// (INDEXPILOT_CONFIG, else indexpilot_config.yaml if present, then the
+// environment), runs the stage until SIGINT or SIGTERM and returns the
+// exit code, printing any error as one line.
+func Main(name string, start StartFunc) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg, err := config.Load(os.Getenv("INDEXPILOT_CONFIG"), nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		return 2
+	}
+	if err := Run(ctx, cfg, name, start); err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		return 1
+	}
+	return 0
 }

@@ -23,14 +23,7 @@ import (
 const Name = "collector"
 
 // Run opens its own dependencies from cfg and runs until ctx ends.
-func Run(ctx context.Context, cfg config.Config) error {
-	d, closeFn, err := stage.Open(ctx, cfg, Name)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	return Start(ctx, d)
-}
+func Run(ctx context.Context, cfg config.Config) error { return stage.Run(ctx, cfg, Name, Start) }
 
 // Start polls every target in d.Targets every collector.interval until ctx
 // is done, then returns nil. It calls d.Ready() before the first poll.

@@ -50,14 +50,7 @@ const handlerTimeout = 30 * time.Second
 var marker = postgres.Marker(Name)
 
 // Run opens its own dependencies from cfg and runs until ctx ends.
-func Run(ctx context.Context, cfg config.Config) error {
-	d, closeFn, err := stage.Open(ctx, cfg, Name)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	return Start(ctx, d)
-}
+func Run(ctx context.Context, cfg config.Config) error { return stage.Run(ctx, cfg, Name, Start) }
 
 // Start runs the stage on d until ctx is done and returns nil then. It calls
 // d.Ready() once the decision handler consumes its topic. On cancellation an

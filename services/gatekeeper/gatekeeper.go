@@ -31,14 +31,7 @@ const Name = "gatekeeper"
 var Consumer = events.ConsumerGroup(Name, "candidates")
 
 // Run opens its own dependencies from cfg and runs until ctx ends.
-func Run(ctx context.Context, cfg config.Config) error {
-	d, closeFn, err := stage.Open(ctx, cfg, Name)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	return Start(ctx, d)
-}
+func Run(ctx context.Context, cfg config.Config) error { return stage.Run(ctx, cfg, Name, Start) }
 
 // Start consumes scored candidates until ctx is done.
 func Start(ctx context.Context, d stage.Deps) error {

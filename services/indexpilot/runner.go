@@ -22,14 +22,11 @@ import (
 	"github.com/indexpilot/indexpilot/services/scorer"
 )
 
-// StartFunc is a stage's Start.
-type StartFunc func(ctx context.Context, d stage.Deps) error
-
 // Stages lists the stages in the order the all-in-one process starts them:
 // consumers before producers.
 var Stages = []struct {
 	Name  string
-	Start StartFunc
+	Start stage.StartFunc
 }{
 	{"executor", executor.Start},
 	{"gatekeeper", gatekeeper.Start},
@@ -74,7 +71,7 @@ func RunAll(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Op
 			OnReady: func() { once.Do(func() { close(ready) }) },
 		}
 		wg.Add(1)
-		go func(name string, start StartFunc) {
+		go func(name string, start stage.StartFunc) {
 			defer wg.Done()
 			defer targets.Close()
 			if err := start(ctx, d); err != nil {

@@ -27,14 +27,7 @@ import (
 const Name = "scorer"
 
 // Run opens its own dependencies from cfg and runs until ctx ends.
-func Run(ctx context.Context, cfg config.Config) error {
-	d, closeFn, err := stage.Open(ctx, cfg, Name)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	return Start(ctx, d)
-}
+func Run(ctx context.Context, cfg config.Config) error { return stage.Run(ctx, cfg, Name, Start) }
 
 // Scorer holds the ingest handlers and the scoring loop's state.
 type Scorer struct {

@@ -3,29 +3,10 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/indexpilot/indexpilot/pkg/config"
+	"github.com/indexpilot/indexpilot/pkg/stage"
 	"github.com/indexpilot/indexpilot/services/collector"
 )
 
-func main() { os.Exit(run()) }
-
-func run() int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cfg, err := config.Load(os.Getenv("INDEXPILOT_CONFIG"), nil)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "collector:", err)
-		return 1
-	}
-	if err := collector.Run(ctx, cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "collector:", err)
-		return 1
-	}
-	return 0
-}
+func main() { os.Exit(stage.Main(collector.Name, collector.Start)) }

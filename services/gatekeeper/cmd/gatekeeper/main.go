@@ -2,26 +2,10 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/indexpilot/indexpilot/pkg/config"
+	"github.com/indexpilot/indexpilot/pkg/stage"
 	"github.com/indexpilot/indexpilot/services/gatekeeper"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cfg, err := config.Load(os.Getenv("INDEXPILOT_CONFIG"), nil)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "gatekeeper:", err)
-		os.Exit(2)
-	}
-	if err := gatekeeper.Run(ctx, cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "gatekeeper:", err)
-		os.Exit(1)
-	}
-}
+func main() { os.Exit(stage.Main(gatekeeper.Name, gatekeeper.Start)) }
