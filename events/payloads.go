@@ -190,8 +190,12 @@ func (p *IndexBuildCompleted) EventID() string {
 }
 func (p *IndexBuildCompleted) EventSubject() string { return p.Target }
 
-// IndexBuildFailed says that a build did not produce a valid index. Any
-// INVALID leftover has been dropped before this is published.
+// IndexBuildFailed says that a build finally did not produce a valid
+// index (a permanent error, or the last attempt). The executor drops the
+// INVALID leftover before publishing when it can; when even that drop
+// could not finish (it waits for the same locks), the leftover is dropped
+// by the next build of the same index, never left to be mistaken for a
+// built one.
 //
 // Id recipe: "build_failed", recommendation_id, index_name, attempt.
 type IndexBuildFailed struct {

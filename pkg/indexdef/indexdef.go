@@ -190,7 +190,9 @@ func Load(ctx context.Context, q postgres.Querier, schema, table string) ([]Exis
 	return out, nil
 }
 
-// FindEqual returns the first index in list that Equal(spec), if any.
+// FindEqual returns the first index in list that Equal(spec), if any,
+// valid or not: a caller deciding whether an index exists must look at
+// Valid (an INVALID one is a leftover to drop, not an index).
 func FindEqual(list []Existing, spec events.IndexSpec) (Existing, bool) {
 	for _, e := range list {
 		if e.Table == spec.Table && e.Schema == spec.Schema && e.Equal(spec) {

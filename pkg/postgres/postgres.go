@@ -19,6 +19,9 @@ import (
 // MarkerPrefix starts the comment on every statement IndexPilot sends.
 const MarkerPrefix = "/* indexpilot:"
 
+// DefaultLockTimeout is the lock_timeout of every pool Connect opens.
+const DefaultLockTimeout = "5s"
+
 // Marker is the comment that starts every statement a stage sends, e.g.
 // "/* indexpilot:collector */ ". The collector drops statements carrying it.
 func Marker(stage string) string { return MarkerPrefix + stage + " */ " }
@@ -38,6 +41,12 @@ func Connect(ctx context.Context, dsn, stage string) (*pgxpool.Pool, error) {
 		pc.ConnConfig.RuntimeParams = map[string]string{}
 	}
 	pc.ConnConfig.RuntimeParams["application_name"] = "indexpilot-" + stage
+	// IndexPilot never queues behind a user's DDL for long: a catalog read
+	// stuck behind an ACCESS EXCLUSIVE lock fails (55P03, retried) instead.
+	// A DSN that sets lock_timeout itself keeps its value.
+	if _, set := pc.ConnConfig.RuntimeParams["lock_timeout"]; !set {
+		pc.ConnConfig.RuntimeParams["lock_timeout"] = DefaultLockTimeout
+	}
 	if pc.MaxConns < 4 {
 		pc.MaxConns = 4
 	}

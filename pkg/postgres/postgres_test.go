@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -48,5 +49,30 @@ func TestConnectErrorHasNoPassword(t *testing.T) {
 	_, err = Connect(context.Background(), "postgres://bob:s3cret@%zz", "test")
 	if err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("bad dsn: %v", err)
+	}
+}
+
+func TestConnectSetsLockTimeoutAndApplicationName(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	url := os.Getenv("TEST_DATABASE_URL")
+	if url == "" {
+		url = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	}
+	pool, err := Connect(context.Background(), url, "unit")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	defer pool.Close()
+	var lt, app string
+	if err := pool.QueryRow(context.Background(), "select current_setting('lock_timeout'), current_setting('application_name')").Scan(&lt, &app); err != nil {
+		t.Fatal(err)
+	}
+	if lt != DefaultLockTimeout || app != "indexpilot-unit" {
+		t.Errorf("lock_timeout %q application_name %q", lt, app)
 	}
 }
