@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 GO        ?= go
 BIN       := bin
-MODULES   := events pkg services/collector services/scorer services/gatekeeper services/executor services/indexpilot integration
+MODULES   := events pkg services/collector services/scorer services/gatekeeper services/executor services/adapters services/indexpilot integration
 STAGES    := collector scorer gatekeeper executor indexpilot
 TESTFLAGS ?= -count=1 -timeout 20m
 

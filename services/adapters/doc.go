@@ -1,0 +1,3 @@
+// Package adapters holds the monitoring consumers: each subscribes to the
+// event topics in its own consumer group, like any other stage.
+package adapters
