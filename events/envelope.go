@@ -20,16 +20,29 @@ const (
 	TypeIndexDecisionMade    Type = "index_decision.made.v1"
 	TypeIndexBuildCompleted  Type = "index_build.completed.v1"
 	TypeIndexBuildFailed     Type = "index_build.failed.v1"
+	// TypeIndexRemovalProposed is the scorer's proposal to drop an index.
+	TypeIndexRemovalProposed Type = "index_removal.proposed.v1"
+	// TypeBypassChanged is a run-time bypass change (the control topic).
+	TypeBypassChanged Type = "control.bypass_changed.v1"
+	// TypeIndexValidationCompleted is the executor's before/after verdict.
+	TypeIndexValidationCompleted Type = "index_validation.completed.v1"
+	// TypeIndexRemovalCompleted is an approved removal the executor dropped.
+	TypeIndexRemovalCompleted Type = "index_removal.completed.v1"
 )
 
 // Types lists every live type, in pipeline order.
 var Types = []Type{
 	TypeQueryStatObserved,
 	TypeTableStatObserved,
+	TypeAppStatObserved,
 	TypeIndexCandidateScored,
 	TypeIndexDecisionMade,
 	TypeIndexBuildCompleted,
 	TypeIndexBuildFailed,
+	TypeIndexRemovalProposed,
+	TypeBypassChanged,
+	TypeIndexValidationCompleted,
+	TypeIndexRemovalCompleted,
 }
 
 // Topic is the one topic that carries events of type t: "indexpilot.<type>".
@@ -144,6 +157,8 @@ func Decode(e Envelope) (Payload, error) {
 		p = &QueryStatObserved{}
 	case TypeTableStatObserved:
 		p = &TableStatObserved{}
+	case TypeAppStatObserved:
+		p = &AppStatObserved{}
 	case TypeIndexCandidateScored:
 		p = &IndexCandidateScored{}
 	case TypeIndexDecisionMade:
@@ -152,6 +167,14 @@ func Decode(e Envelope) (Payload, error) {
 		p = &IndexBuildCompleted{}
 	case TypeIndexBuildFailed:
 		p = &IndexBuildFailed{}
+	case TypeIndexRemovalProposed:
+		p = &IndexRemovalProposed{}
+	case TypeBypassChanged:
+		p = &BypassChanged{}
+	case TypeIndexValidationCompleted:
+		p = &IndexValidationCompleted{}
+	case TypeIndexRemovalCompleted:
+		p = &IndexRemovalCompleted{}
 	default:
 		return nil, fmt.Errorf("%w %q", ErrUnknownType, e.Type)
 	}

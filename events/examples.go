@@ -7,6 +7,8 @@ import "time"
 // shows them.
 func Examples() []Payload {
 	at := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	statsReset := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	exampleTenant, exampleField := "tenant-42", "email"
 	spec := IndexSpec{Schema: "public", Table: "contacts", Method: "btree", Columns: []string{"tenant_id", "email"}}
 	cand := CandidateID("main", spec, "v1")
 	candEvent := &IndexCandidateScored{
@@ -36,7 +38,13 @@ func Examples() []Payload {
 			Indexes: []IndexStat{{
 				Name: "contacts_pkey", Definition: "CREATE UNIQUE INDEX contacts_pkey ON public.contacts USING btree (id)",
 				Scans: 3, SizeBytes: 917504, Valid: true, Primary: true, Unique: true,
+				TuplesRead: 3, TuplesFetched: 3, Constraint: true, ReplicaIdentity: true,
 			}},
+			StatsResetAt: &statsReset,
+		},
+		&AppStatObserved{
+			Target: "main", RowID: "81920", TenantID: &exampleTenant, Table: "contacts", Field: &exampleField,
+			QueryType: "select", DurationMs: 3.2, RecordedAt: at.Add(-2 * time.Second),
 		},
 		candEvent,
 		decision,
@@ -51,6 +59,34 @@ func Examples() []Payload {
 			Index: spec, IndexName: "ip_contacts_tenant_id_email_3f9a1c2e",
 			Error: "create index: canceling statement due to lock timeout", SQLState: "55P03",
 			Permanent: false, Attempt: 3, FailedAt: at.Add(20 * time.Second),
+		},
+		&IndexRemovalProposed{
+			Target: "main", RemovalID: RemovalID("main", "public", "contacts_email_idx",
+				"CREATE INDEX contacts_email_idx ON public.contacts USING btree (email)"),
+			Schema: "public", Table: "contacts", IndexName: "contacts_email_idx",
+			Definition: "CREATE INDEX contacts_email_idx ON public.contacts USING btree (email)",
+			Index:      IndexSpec{Schema: "public", Table: "contacts", Method: "btree", Columns: []string{"email"}},
+			Reason:     RemovalPrefix, RedundantWith: "contacts_email_name_idx", SizeBytes: 917504, Scans: 12,
+			FormulaVersion: "v2", ObservedAt: at,
+		},
+		&BypassChanged{
+			ChangeID: "7", Level: "emergency", Name: "", Disabled: true, Reason: "incident 4711: replica lag",
+			Actor: "alice@ops-host", ChangedAt: at.Add(time.Minute), ExpiresAt: func() *time.Time { t := at.Add(31 * time.Minute); return &t }(),
+		},
+		&IndexValidationCompleted{
+			Target: "main", RecommendationID: decision.RecommendationID, Index: spec,
+			IndexName: "ip_contacts_tenant_id_email_3f9a1c2e", BuiltAt: at.Add(2 * time.Second),
+			Verdict: VerdictRegressed, ChangePct: -18.5, PlanUsesIndex: func() *bool { b := true; return &b }(), Reverted: true,
+			Statements: []ValidatedStatement{{QueryID: "-3021477395845733318", BeforeCalls: 1200, BeforeMeanMs: 4.21,
+				AfterCalls: 1310, AfterMeanMs: 4.99, PlanUsesIndex: func() *bool { b := true; return &b }()}},
+			ValidatedAt: at.Add(time.Hour),
+		},
+		&IndexRemovalCompleted{
+			Target: "main", RemovalID: RemovalID("main", "public", "contacts_email_idx",
+				"CREATE INDEX contacts_email_idx ON public.contacts USING btree (email)"),
+			Schema: "public", Table: "contacts", IndexName: "contacts_email_idx",
+			Definition: "CREATE INDEX contacts_email_idx ON public.contacts USING btree (email)",
+			DDL:        `DROP INDEX CONCURRENTLY IF EXISTS "public"."contacts_email_idx"`, DroppedAt: at.Add(2 * time.Hour),
 		},
 	}
 }

@@ -17,17 +17,41 @@ type IndexSpec struct {
 	// Predicate, when set, makes a partial index. It is rendered by
 	// IndexPilot from a structured condition, never copied from a statement.
 	Predicate string `json:"predicate,omitempty"`
+	// Expressions, when set, are expression keys that follow Columns in
+	// the index, e.g. lower(email). Optional; absent for plain indexes.
+	Expressions []IndexExpr `json:"expressions,omitempty"`
 }
 
+// IndexExpr is one expression key: a function from pkg/indexdef's
+// allow-list applied to one column. It is structured data, never SQL text:
+// the DDL is rendered from it with the column quoted.
+type IndexExpr struct {
+	Function string `json:"function"`
+	Column   string `json:"column"`
+}
+
+// String is "function(column)", as in the index key.
+func (e IndexExpr) String() string { return e.Function + "(" + e.Column + ")" }
+
 // Key is the canonical identity of the definition:
-// "schema.table|method|col1,col2|predicate". Recommendations are unique per
+// "schema.table|method|col1,col2|predicate", followed by
+// "|fn(col),..." only when the spec has expression keys (so the keys of
+// plain specs never change). Recommendations are unique per
 // (target, Key).
 func (s IndexSpec) Key() string {
 	m := s.Method
 	if m == "" {
 		m = "btree"
 	}
-	return s.Schema + "." + s.Table + "|" + m + "|" + strings.Join(s.Columns, ",") + "|" + s.Predicate
+	key := s.Schema + "." + s.Table + "|" + m + "|" + strings.Join(s.Columns, ",") + "|" + s.Predicate
+	if len(s.Expressions) > 0 {
+		exprs := make([]string, len(s.Expressions))
+		for i, e := range s.Expressions {
+			exprs[i] = e.String()
+		}
+		key += "|" + strings.Join(exprs, ",")
+	}
+	return key
 }
 
 // QualifiedTable is "schema.table", unquoted, for messages and keys.

@@ -51,6 +51,15 @@ type TableStatObserved struct {
 	HotUpdates       int64       `json:"hot_updates"`
 	Deletes          int64       `json:"deletes"`
 	Indexes          []IndexStat `json:"indexes"`
+	// StatsResetAt is when the database's statistics counters were last
+	// reset (pg_stat_database.stats_reset): the counters above, and the
+	// indexes' scans, count from then. Absent when never reset.
+	StatsResetAt *time.Time `json:"stats_reset_at,omitempty"`
+	// LastSeqScanAt and LastIdxScanAt are the times of the table's last
+	// sequential and index scan (PostgreSQL 16+; absent before, or when
+	// none happened since the reset).
+	LastSeqScanAt *time.Time `json:"last_seq_scan_at,omitempty"`
+	LastIdxScanAt *time.Time `json:"last_idx_scan_at,omitempty"`
 }
 
 // IndexStat is one existing index of a table.
@@ -62,6 +71,23 @@ type IndexStat struct {
 	Valid      bool   `json:"valid"`
 	Primary    bool   `json:"primary"`
 	Unique     bool   `json:"unique"`
+	// TuplesRead is pg_stat_user_indexes.idx_tup_read: index entries
+	// returned by scans of this index.
+	TuplesRead int64 `json:"tuples_read,omitempty"`
+	// TuplesFetched is idx_tup_fetch: live table rows fetched by simple
+	// index scans of this index.
+	TuplesFetched int64 `json:"tuples_fetched,omitempty"`
+	// Constraint is true when the index backs a constraint (primary key,
+	// unique or exclusion constraint): dropping it means dropping that.
+	Constraint bool `json:"constraint,omitempty"`
+	// Exclusion is true for the index of an exclusion constraint.
+	Exclusion bool `json:"exclusion,omitempty"`
+	// ReplicaIdentity is true when the index is the table's replica
+	// identity (logical replication depends on it).
+	ReplicaIdentity bool `json:"replica_identity,omitempty"`
+	// LastScanAt is the time of the index's last scan (PostgreSQL 16+;
+	// absent before, or when never scanned since the reset).
+	LastScanAt *time.Time `json:"last_scan_at,omitempty"`
 }
 
 func (*TableStatObserved) EventType() Type { return TypeTableStatObserved }
@@ -97,6 +123,17 @@ type IndexCandidateScored struct {
 	MaxImprovementPct  float64             `json:"max_improvement_pct"`
 	EstimatedSizeBytes int64               `json:"estimated_size_bytes"`
 	Statements         []StatementEvidence `json:"statements"`
+	// The fields below are optional (formula v2 on): the calls-weighted
+	// plan-cost saving over the window, what is charged against it (write
+	// overhead and the amortized build cost, same units), the net, the
+	// estimated execution time saved per hour, and free-form notes such as
+	// the what-if fallback in use.
+	BenefitCost        float64  `json:"benefit_cost,omitempty"`
+	WriteOverheadCost  float64  `json:"write_overhead_cost,omitempty"`
+	BuildCost          float64  `json:"build_cost,omitempty"`
+	NetBenefit         float64  `json:"net_benefit,omitempty"`
+	TimeSavedMsPerHour float64  `json:"time_saved_ms_per_hour,omitempty"`
+	Notes              []string `json:"notes,omitempty"`
 }
 
 // CandidateID is the deterministic id of a candidate index definition.
@@ -121,6 +158,10 @@ const (
 	VerdictApproved Verdict = "approved"
 	// VerdictRejected drops the candidate for a typed reason.
 	VerdictRejected Verdict = "rejected"
+	// VerdictDeferred records the recommendation as waiting for a
+	// run-time gate (CPU, window, rate limit, bypass); the gatekeeper
+	// re-evaluates it later and never drops it.
+	VerdictDeferred Verdict = "deferred"
 )
 
 // Reason says why a verdict was given. It is a closed set: a consumer may
@@ -136,6 +177,27 @@ const (
 	ReasonAlreadyRejected  Reason = "already_rejected"
 	ReasonInvalidCandidate Reason = "invalid_candidate"
 	ReasonUnknownTarget    Reason = "unknown_target"
+
+	// Gatekeeper rules (issue 5); docs/gatekeeper.md lists them in order.
+	ReasonBypassSystem       Reason = "bypass_system"
+	ReasonBypassStage        Reason = "bypass_stage"
+	ReasonBypassFeature      Reason = "bypass_feature"
+	ReasonEmergencyStop      Reason = "emergency_stop"
+	ReasonBlocklisted        Reason = "blocklisted"
+	ReasonStorageBudget      Reason = "storage_budget_exceeded"
+	ReasonMaxIndexesPerTable Reason = "max_indexes_per_table"
+	ReasonWriteOverhead      Reason = "write_overhead_exceeded"
+	ReasonAwaitingApproval   Reason = "awaiting_approval"
+	ReasonOperatorApproved   Reason = "operator_approved"
+	ReasonOperatorRejected   Reason = "operator_rejected"
+	ReasonOutsideWindow      Reason = "outside_maintenance_window"
+	ReasonCPUThrottled       Reason = "cpu_throttled"
+	ReasonCPUCooldown        Reason = "cpu_cooldown"
+	ReasonCPUUnavailable     Reason = "cpu_unavailable"
+	ReasonMinBuildDelay      Reason = "min_build_delay"
+	ReasonRateLimitedTarget  Reason = "rate_limited_target"
+	ReasonRateLimitedTable   Reason = "rate_limited_table"
+	ReasonSuperseded         Reason = "superseded"
 )
 
 // RecommendationID is the deterministic id of the recommendation for one

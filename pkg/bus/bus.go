@@ -18,9 +18,14 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/indexpilot/indexpilot/events"
 	"github.com/indexpilot/indexpilot/pkg/config"
+	"github.com/indexpilot/indexpilot/pkg/telemetry"
 )
 
 // Metadata keys every message carries besides its envelope payload.
@@ -50,6 +55,16 @@ type Bus struct {
 
 	mu      sync.Mutex
 	closers []func() error
+
+	parents *parents
+	inst    instruments
+}
+
+// init sets what every transport shares.
+func (b *Bus) init() *Bus {
+	b.parents = newParents(10000)
+	b.inst = newInstruments()
+	return b
 }
 
 // New builds the bus cfg asks for.
@@ -71,7 +86,7 @@ func New(cfg config.Bus, logger *slog.Logger) (*Bus, error) {
 func NewMemory(logger *slog.Logger) *Bus {
 	wlog := watermill.NewSlogLogger(logger)
 	ch := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 1024}, wlog)
-	b := &Bus{transport: config.TransportMemory, logger: logger, wlog: wlog, pub: ch}
+	b := (&Bus{transport: config.TransportMemory, logger: logger, wlog: wlog, pub: ch}).init()
 	b.newSub = func(string) (message.Subscriber, error) { return noClose{ch}, nil }
 	b.closers = append(b.closers, ch.Close)
 	return b
@@ -118,7 +133,7 @@ func NewKafka(cfg config.Kafka, logger *slog.Logger) (*Bus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new kafka publisher: %w", err)
 	}
-	b := &Bus{transport: config.TransportKafka, logger: logger, wlog: wlog, pub: pub}
+	b := (&Bus{transport: config.TransportKafka, logger: logger, wlog: wlog, pub: pub}).init()
 	b.closers = append(b.closers, pub.Close)
 	b.newSub = func(group string) (message.Subscriber, error) {
 		scfg := kafka.DefaultSaramaSubscriberConfig()
@@ -149,6 +164,13 @@ func (b *Bus) Subscriber(group string) (message.Subscriber, error) { return b.ne
 // Encode turns a payload into a message: the canonical envelope as payload,
 // the event id as message UUID, subject and type as metadata.
 func Encode(p events.Payload, producer, correlationID string, at time.Time) (*message.Message, error) {
+	return EncodeContext(context.Background(), p, producer, correlationID, at)
+}
+
+// EncodeContext is Encode that also writes the span context of ctx, if any,
+// into the metadata (W3C traceparent/tracestate), which Kafka carries as
+// message headers.
+func EncodeContext(ctx context.Context, p events.Payload, producer, correlationID string, at time.Time) (*message.Message, error) {
 	env, err := events.Wrap(p, producer, correlationID, at)
 	if err != nil {
 		return nil, err
@@ -161,21 +183,43 @@ func Encode(p events.Payload, producer, correlationID string, at time.Time) (*me
 	msg.Metadata.Set(MetaSubject, env.Subject)
 	msg.Metadata.Set(MetaType, string(env.Type))
 	middleware.SetCorrelationID(env.CorrelationID, msg)
+	telemetry.Inject(ctx, msg.Metadata)
 	return msg, nil
 }
 
-// Publish wraps each payload and publishes it on its type's topic.
+// Publish wraps each payload and publishes it on its type's topic. Each
+// publish is a producer span (see trace.go for its parent) whose context
+// travels in the message metadata.
 func (b *Bus) Publish(ctx context.Context, producer, correlationID string, payloads ...events.Payload) error {
 	for _, p := range payloads {
-		msg, err := Encode(p, producer, correlationID, time.Now())
-		if err != nil {
+		if err := b.publishOne(ctx, producer, correlationID, p); err != nil {
 			return err
 		}
-		msg.SetContext(ctx)
-		if err := b.pub.Publish(events.Topic(p.EventType()), msg); err != nil {
-			return fmt.Errorf("publish %s: %w", p.EventType(), err)
-		}
 	}
+	return nil
+}
+
+func (b *Bus) publishOne(ctx context.Context, producer, correlationID string, p events.Payload) error {
+	topic := events.Topic(p.EventType())
+	attrs := append(spanAttrs(p, p.EventID()),
+		attribute.String(telemetry.AttrStage, producer),
+		attribute.String("messaging.system", b.transport),
+		attribute.String("messaging.destination.name", topic))
+	ctx, span := telemetry.Tracer().Start(b.parentContext(ctx, p), "publish "+string(p.EventType()),
+		trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
+	defer span.End()
+	msg, err := EncodeContext(ctx, p, producer, correlationID, time.Now())
+	if err != nil {
+		span.SetStatus(codes.Error, "encode")
+		return err
+	}
+	msg.SetContext(ctx)
+	if err := b.pub.Publish(topic, msg); err != nil {
+		span.SetStatus(codes.Error, "publish")
+		return fmt.Errorf("publish %s: %w", p.EventType(), err)
+	}
+	b.inst.published.Add(ctx, 1, metric.WithAttributes(
+		attribute.String("stage", producer), attribute.String("type", string(p.EventType()))))
 	return nil
 }
 

@@ -9,8 +9,13 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/indexpilot/indexpilot/events"
+	"github.com/indexpilot/indexpilot/pkg/telemetry"
 )
 
 // PermanentError marks an error that retrying cannot fix (a bad payload, a
@@ -108,10 +113,71 @@ func (b *Bus) poison(logger *slog.Logger) message.HandlerMiddleware {
 			if perr := b.pub.Publish(events.PoisonTopic(topic), p); perr != nil {
 				return nil, fmt.Errorf("park message %s in poison topic: %w", msg.UUID, perr)
 			}
-			logger.Warn("event parked in poison topic", "topic", topic, "event_id", msg.UUID, "error", err.Error())
+			logger.Warn("event parked in poison topic", "topic", topic, "event_id", msg.UUID,
+				"correlation_id", middleware.MessageCorrelationID(msg), "error", err.Error())
 			return nil, nil
 		}
 	}
+}
+
+// handle decodes msg and runs handler in a consumer span that continues the
+// trace of the message's metadata, with the envelope's correlation id in
+// the context (loggers built by telemetry.NewLogger print it).
+func (r *Router) handle(group string, t events.Type, handler Handler, msg *message.Message) (err error) {
+	ctx := telemetry.Extract(msg.Context(), msg.Metadata)
+	ctx, span := telemetry.Tracer().Start(ctx, r.stage+" handle "+string(t),
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String(telemetry.AttrStage, r.stage),
+			attribute.String(telemetry.AttrGroup, group),
+			attribute.String("messaging.system", r.bus.transport),
+			attribute.String("messaging.destination.name", events.Topic(t)),
+			attribute.String(telemetry.AttrEventID, msg.UUID)))
+	ctx = telemetry.WithCorrelationID(ctx, middleware.MessageCorrelationID(msg))
+	defer func() {
+		outcome := "ok"
+		switch {
+		case err == nil:
+		case IsPermanent(err):
+			outcome = "permanent"
+		default:
+			outcome = "error"
+		}
+		span.SetAttributes(attribute.String(telemetry.AttrOutcome, outcome))
+		if err != nil {
+			// The class only: an error text may quote values.
+			span.SetStatus(codes.Error, outcome)
+			r.logger.WarnContext(ctx, "handle event", "group", group, "event_id", msg.UUID,
+				"type", string(t), "outcome", outcome, "error", err.Error())
+		} else {
+			r.logger.DebugContext(ctx, "event handled", "group", group, "event_id", msg.UUID, "type", string(t))
+		}
+		r.bus.inst.consumed.Add(ctx, 1, metric.WithAttributes(attribute.String("stage", r.stage),
+			attribute.String("group", group), attribute.String("type", string(t)), attribute.String("outcome", outcome)))
+		span.End()
+	}()
+	env, err := events.Unmarshal(msg.Payload)
+	if err != nil {
+		return Permanent(err)
+	}
+	p, err := events.Decode(env)
+	if err != nil {
+		return Permanent(err)
+	}
+	span.SetAttributes(spanAttrs(p, env.ID)...)
+	if _, ok := p.(*events.IndexDecisionMade); ok {
+		r.bus.parents.put(env.ID, span.SpanContext())
+	}
+	out, err := handler(ctx, env, p)
+	if err != nil {
+		return err
+	}
+	if len(out) > 0 {
+		if err := r.bus.Publish(ctx, r.stage, env.CorrelationID, out...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Handle subscribes handler to the topic of t in consumer group
@@ -124,24 +190,7 @@ func (r *Router) Handle(name string, t events.Type, handler Handler) error {
 		return fmt.Errorf("subscribe %s: %w", group, err)
 	}
 	r.AddConsumerHandler(group, events.Topic(t), sub, func(msg *message.Message) error {
-		env, err := events.Unmarshal(msg.Payload)
-		if err != nil {
-			return Permanent(err)
-		}
-		p, err := events.Decode(env)
-		if err != nil {
-			return Permanent(err)
-		}
-		out, err := handler(msg.Context(), env, p)
-		if err != nil {
-			return err
-		}
-		if len(out) > 0 {
-			if err := r.bus.Publish(msg.Context(), r.stage, env.CorrelationID, out...); err != nil {
-				return err
-			}
-		}
-		return nil
+		return r.handle(group, t, handler, msg)
 	})
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -34,6 +35,9 @@ func Name(spec events.IndexSpec) string {
 	if len(spec.Columns) > 0 {
 		readable += "_" + strings.Join(spec.Columns, "_")
 	}
+	for _, e := range spec.Expressions {
+		readable += "_" + e.Function + "_" + e.Column
+	}
 	limit := MaxNameBytes - len(hash) - 1
 	if len(readable) > limit {
 		cut := limit
@@ -53,17 +57,60 @@ func Method(spec events.IndexSpec) string {
 	return spec.Method
 }
 
-// Validate checks that spec can be rendered: a table, at least one column,
-// a known method and no predicate (partial indexes come with their own
-// structured condition in a later version).
+// NotNullPredicate is the predicate of a partial index on the rows where
+// column is not null, in the form pg_get_expr prints it for a simple
+// lower-case name: "(deleted_at IS NOT NULL)". It is the only predicate
+// form IndexPilot renders; CreateSQL re-renders it from the column.
+func NotNullPredicate(column string) string {
+	return "(" + displayIdent(column) + " IS NOT NULL)"
+}
+
+// ParseNotNullPredicate reads a predicate made by NotNullPredicate (or
+// printed by the catalog for such an index) and returns its column.
+func ParseNotNullPredicate(p string) (string, bool) {
+	if !strings.HasPrefix(p, "(") || !strings.HasSuffix(p, " IS NOT NULL)") {
+		return "", false
+	}
+	arg := p[1 : len(p)-len(" IS NOT NULL)")]
+	_, col, ok := ParseExprKey("f(" + arg + ")")
+	return col, ok
+}
+
+// displayIdent writes a name as the catalog does: bare when it is a
+// simple lower-case identifier, quoted otherwise (keywords aside).
+func displayIdent(name string) string {
+	simple := name != "" && !(name[0] >= '0' && name[0] <= '9')
+	for _, r := range name {
+		if !(r == '_' || (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9')) {
+			simple = false
+		}
+	}
+	if simple {
+		return name
+	}
+	return postgres.Ident(name)
+}
+
+// ExprFunctions are the functions an expression key may apply to its
+// column. The list is closed on purpose: an expression is rendered into
+// DDL, so only known, immutable, single-argument functions are allowed.
+var ExprFunctions = []string{"lower", "upper"}
+
+// Validate checks that spec can be rendered: a table, at least one key
+// (column or expression), a known method, expression keys from
+// ExprFunctions on a named column, and no predicate other than
+// NotNullPredicate's form.
 func Validate(spec events.IndexSpec) error {
 	switch {
 	case spec.Schema == "" || spec.Table == "":
 		return fmt.Errorf("index spec: missing schema or table")
-	case len(spec.Columns) == 0:
+	case len(spec.Columns) == 0 && len(spec.Expressions) == 0:
 		return fmt.Errorf("index spec on %s: no columns", spec.QualifiedTable())
-	case spec.Predicate != "":
-		return fmt.Errorf("index spec on %s: predicates are not supported yet", spec.QualifiedTable())
+	}
+	if spec.Predicate != "" {
+		if _, ok := ParseNotNullPredicate(spec.Predicate); !ok {
+			return fmt.Errorf("index spec on %s: only a column IS NOT NULL predicate is supported", spec.QualifiedTable())
+		}
 	}
 	switch Method(spec) {
 	case "btree", "hash", "brin", "gin", "gist":
@@ -75,22 +122,42 @@ func Validate(spec events.IndexSpec) error {
 			return fmt.Errorf("index spec on %s: empty column name", spec.QualifiedTable())
 		}
 	}
+	for _, e := range spec.Expressions {
+		if !slices.Contains(ExprFunctions, e.Function) {
+			return fmt.Errorf("index spec on %s: function %q is not allowed in an expression key", spec.QualifiedTable(), e.Function)
+		}
+		if e.Column == "" {
+			return fmt.Errorf("index spec on %s: expression key without a column", spec.QualifiedTable())
+		}
+	}
 	return nil
 }
 
 // CreateSQL renders CREATE INDEX [CONCURRENTLY] for spec under name, every
-// identifier quoted. It does not include the marker comment.
+// identifier quoted. It does not include the marker comment. Call Validate
+// first: an expression function is written as given.
 func CreateSQL(spec events.IndexSpec, name string, concurrently bool) string {
-	cols := make([]string, len(spec.Columns))
-	for i, c := range spec.Columns {
-		cols[i] = postgres.Ident(c)
+	cols := make([]string, 0, len(spec.Columns)+len(spec.Expressions))
+	for _, c := range spec.Columns {
+		cols = append(cols, postgres.Ident(c))
+	}
+	for _, e := range spec.Expressions {
+		// The function name is from ExprFunctions (Validate); it is
+		// written bare so the catalog shows it as lower(col), not
+		// "lower"(col).
+		cols = append(cols, e.Function+"("+postgres.Ident(e.Column)+")")
 	}
 	conc := ""
 	if concurrently {
 		conc = "CONCURRENTLY "
 	}
-	return fmt.Sprintf("CREATE INDEX %s%s ON %s USING %s (%s)",
-		conc, postgres.Ident(name), postgres.Ident(spec.Schema, spec.Table), Method(spec), strings.Join(cols, ", "))
+	where := ""
+	if col, ok := ParseNotNullPredicate(spec.Predicate); ok {
+		// Re-rendered from the column, never copied.
+		where = " WHERE " + postgres.Ident(col) + " IS NOT NULL"
+	}
+	return fmt.Sprintf("CREATE INDEX %s%s ON %s USING %s (%s)%s",
+		conc, postgres.Ident(name), postgres.Ident(spec.Schema, spec.Table), Method(spec), strings.Join(cols, ", "), where)
 }
 
 // DropSQL renders DROP INDEX CONCURRENTLY IF EXISTS for schema.name.
@@ -104,6 +171,10 @@ type Existing struct {
 	Method              string
 	// Columns are the key columns in order; an expression key is "".
 	Columns []string
+	// Keys are pg_get_indexdef's text of each key in order ("email",
+	// "lower((email)::text)"); Equal and Covers read expression keys from
+	// them.
+	Keys []string
 	// Predicate is pg_get_expr of the partial-index condition, or "".
 	Predicate   string
 	Valid       bool
@@ -116,36 +187,91 @@ type Existing struct {
 	HasExprKeys bool
 }
 
-// Equal reports whether e is the index spec describes: same method, same key
-// columns in the same order, same predicate.
+// Equal reports whether e is the index spec describes: same method, same
+// keys (columns and expressions) in the same order, same predicate.
 func (e Existing) Equal(spec events.IndexSpec) bool {
-	if e.Method != Method(spec) || e.Predicate != spec.Predicate || len(e.Columns) != len(spec.Columns) {
+	n := len(spec.Columns) + len(spec.Expressions)
+	if e.Method != Method(spec) || e.Predicate != spec.Predicate || len(e.Columns) != n {
 		return false
 	}
-	for i := range e.Columns {
-		if e.Columns[i] != spec.Columns[i] {
+	return e.leadingKeysMatch(spec)
+}
+
+// Covers reports whether e already serves what spec would: a valid btree
+// index whose leading keys are spec's columns then expressions, in order,
+// with the same predicate (or none). A different method never covers; an
+// expression key covers only the same expression.
+func (e Existing) Covers(spec events.IndexSpec) bool {
+	n := len(spec.Columns) + len(spec.Expressions)
+	if !e.Valid || e.Method != Method(spec) || e.Predicate != spec.Predicate || len(e.Columns) < n {
+		return false
+	}
+	if e.Method != "btree" && len(e.Columns) != n {
+		return false
+	}
+	return e.leadingKeysMatch(spec)
+}
+
+func (e Existing) leadingKeysMatch(spec events.IndexSpec) bool {
+	for i, c := range spec.Columns {
+		if e.Columns[i] == "" || e.Columns[i] != c {
+			return false
+		}
+	}
+	for j, x := range spec.Expressions {
+		i := len(spec.Columns) + j
+		if e.Columns[i] != "" || i >= len(e.Keys) {
+			return false
+		}
+		fn, col, ok := ParseExprKey(e.Keys[i])
+		if !ok || fn != x.Function || col != x.Column {
 			return false
 		}
 	}
 	return true
 }
 
-// Covers reports whether e already serves what spec would: a valid btree
-// index whose leading key columns are spec's columns in order, with the same
-// predicate (or none). An expression key or a different method never covers.
-func (e Existing) Covers(spec events.IndexSpec) bool {
-	if !e.Valid || e.Method != Method(spec) || e.Predicate != spec.Predicate || len(e.Columns) < len(spec.Columns) {
-		return false
+// ParseExprKey reads an expression key as pg_get_indexdef prints it, or
+// as the parser deparses it: a function of one column, possibly cast and
+// parenthesized — lower(email), lower((email)::text), upper("Email").
+// ok is false for anything else.
+func ParseExprKey(s string) (fn, col string, ok bool) {
+	open := strings.IndexByte(s, '(')
+	if open <= 0 || !strings.HasSuffix(s, ")") {
+		return "", "", false
 	}
-	if e.Method != "btree" && len(e.Columns) != len(spec.Columns) {
-		return false
-	}
-	for i, c := range spec.Columns {
-		if e.Columns[i] == "" || e.Columns[i] != c {
-			return false
+	fn = s[:open]
+	for _, r := range fn {
+		if !(r == '_' || (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9')) {
+			return "", "", false
 		}
 	}
-	return true
+	arg := s[open+1 : len(s)-1]
+	if i := strings.LastIndex(arg, "::"); i > 0 && !strings.Contains(arg[i:], `"`) {
+		arg = arg[:i]
+	}
+	for strings.HasPrefix(arg, "(") && strings.HasSuffix(arg, ")") {
+		arg = arg[1 : len(arg)-1]
+	}
+	switch {
+	case len(arg) >= 2 && arg[0] == '"' && arg[len(arg)-1] == '"':
+		inner := arg[1 : len(arg)-1]
+		if strings.Contains(strings.ReplaceAll(inner, `""`, ""), `"`) {
+			return "", "", false
+		}
+		return fn, strings.ReplaceAll(inner, `""`, `"`), true
+	case arg != "":
+		for _, r := range arg {
+			if !(r == '_' || r == '$' || (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9')) {
+				return "", "", false
+			}
+		}
+		if arg[0] >= '0' && arg[0] <= '9' {
+			return "", "", false
+		}
+		return fn, arg, true
+	}
+	return "", "", false
 }
 
 const loadSQL = `/* indexpilot:catalog */
@@ -155,6 +281,7 @@ select n.nspname, t.relname, i.relname, am.amname,
                    left join pg_attribute a on a.attrelid = x.indrelid and a.attnum = k.attnum and k.attnum > 0
                   where k.ord <= x.indnkeyatts), '{}'),
        coalesce(pg_get_expr(x.indpred, x.indrelid), ''),
+       array(select pg_get_indexdef(x.indexrelid, k, true) from generate_series(1, x.indnkeyatts::int) k order by k),
        x.indisvalid, x.indisready, x.indisunique, x.indisprimary,
        pg_get_indexdef(x.indexrelid), pg_relation_size(x.indexrelid),
        exists(select 1 from pg_constraint c where c.conindid = x.indexrelid),
@@ -178,7 +305,7 @@ func Load(ctx context.Context, q postgres.Querier, schema, table string) ([]Exis
 	var out []Existing
 	for rows.Next() {
 		var e Existing
-		if err := rows.Scan(&e.Schema, &e.Table, &e.Name, &e.Method, &e.Columns, &e.Predicate,
+		if err := rows.Scan(&e.Schema, &e.Table, &e.Name, &e.Method, &e.Columns, &e.Predicate, &e.Keys,
 			&e.Valid, &e.Ready, &e.Unique, &e.Primary, &e.Definition, &e.SizeBytes, &e.Constraint, &e.HasExprKeys); err != nil {
 			return nil, fmt.Errorf("scan index: %w", err)
 		}

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"sync"
@@ -165,13 +167,47 @@ func (t *Targets) Close() {
 type StartFunc func(ctx context.Context, d Deps) error
 
 // Run opens the dependencies of stage name from cfg, runs start on them
-// until ctx ends and releases them. Every stage's Run is this.
+// until ctx ends and releases them. Every stage's Run is this. When
+// adapters.listen is set it also serves /healthz and /readyz there.
 func Run(ctx context.Context, cfg config.Config, name string, start StartFunc) error {
+	return RunWith(ctx, cfg, name, start, RunOptions{})
+}
+
+// RunOptions add to what Run does.
+type RunOptions struct {
+	// Handlers are served next to /healthz and /readyz on adapters.listen
+	// (e.g. "/metrics").
+	Handlers map[string]http.Handler
+	// Listening, when set, is called with the listener's address once it
+	// is bound.
+	Listening func(net.Addr)
+}
+
+// RunWith is Run with options.
+func RunWith(ctx context.Context, cfg config.Config, name string, start StartFunc, opts RunOptions) error {
 	d, closeFn, err := Open(ctx, cfg, name)
 	if err != nil {
 		return err
 	}
 	defer closeFn()
+	if cfg.Adapters.Listen != "" {
+		h := NewHealth(d.Control)
+		srv, err := Serve(ctx, cfg.Adapters.Listen, h.Mux(opts.Handlers), d.Logger)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		if opts.Listening != nil {
+			opts.Listening(srv.Addr())
+		}
+		prev := d.OnReady
+		d.OnReady = func() {
+			h.SetReady(true)
+			if prev != nil {
+				prev()
+			}
+		}
+	}
 	return start(ctx, d)
 }
 

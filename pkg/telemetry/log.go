@@ -1,17 +1,24 @@
-// Package telemetry sets up structured logging (and, later, traces and
-// metrics) the same way for every stage.
+// Package telemetry sets up structured logging, the correlation id and the
+// trace context the same way for every stage. It depends on the
+// OpenTelemetry API only: a process that wants spans or metrics exported
+// installs an SDK (services/adapters does), otherwise they are no-ops.
 package telemetry
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"strings"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/indexpilot/indexpilot/pkg/config"
 )
 
 // NewLogger returns a slog logger writing JSON (or text) at the configured
-// level, with the stage name on every record.
+// level, with the stage name on every record. A record logged with a
+// context (InfoContext, ...) also carries the context's correlation_id and,
+// when a span is active, trace_id and span_id.
 func NewLogger(cfg config.Log, w io.Writer, stage string) *slog.Logger {
 	var lvl slog.Level
 	switch strings.ToLower(cfg.Level) {
@@ -31,9 +38,53 @@ func NewLogger(cfg config.Log, w io.Writer, stage string) *slog.Logger {
 	} else {
 		h = slog.NewJSONHandler(w, opts)
 	}
-	l := slog.New(h)
+	l := slog.New(ContextHandler{Handler: h})
 	if stage != "" {
 		l = l.With("stage", stage)
 	}
 	return l
+}
+
+type correlationKey struct{}
+
+// WithCorrelationID returns ctx carrying the correlation id of the event
+// being handled; "" leaves ctx as it is.
+func WithCorrelationID(ctx context.Context, id string) context.Context {
+	if id == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, correlationKey{}, id)
+}
+
+// CorrelationID is the correlation id ctx carries, or "".
+func CorrelationID(ctx context.Context) string {
+	id, _ := ctx.Value(correlationKey{}).(string)
+	return id
+}
+
+// ContextHandler adds the correlation id and the active span's ids of the
+// record's context to every record. Wrap any slog.Handler with it.
+type ContextHandler struct{ slog.Handler }
+
+// Handle adds correlation_id, trace_id and span_id when ctx has them.
+func (h ContextHandler) Handle(ctx context.Context, r slog.Record) error {
+	if ctx != nil {
+		if id := CorrelationID(ctx); id != "" {
+			r.AddAttrs(slog.String("correlation_id", id))
+		}
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+			r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+		}
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+// WithAttrs keeps the wrapper around the derived handler.
+func (h ContextHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return ContextHandler{h.Handler.WithAttrs(attrs)}
+}
+
+// WithGroup keeps the wrapper around the derived handler.
+func (h ContextHandler) WithGroup(name string) slog.Handler {
+	return ContextHandler{h.Handler.WithGroup(name)}
 }

@@ -1,3 +1,11 @@
-// Package adapters holds the monitoring consumers: each subscribes to the
-// event topics in its own consumer group, like any other stage.
+// Package adapters holds the monitoring consumers: each subscribes to every
+// event topic in its own consumer group, like any other stage, and turns
+// the stream into metrics — Prometheus (/metrics, through the OpenTelemetry
+// SDK and its Prometheus exporter, which OTLP can export too) and Datadog
+// (DogStatsD, plus Datadog events for builds). Setup installs the
+// OpenTelemetry SDK of a process: the Prometheus reader, and the OTLP/HTTP
+// trace and metric exporters when configured.
+//
+// Run them in the all-in-one process (indexpilot run, when an adapter is
+// enabled) or on their own (cmd/adapters).
 package adapters

@@ -5,14 +5,23 @@
 // statement whose pg_stat_statements calls went up since the previous poll
 // (see internal/delta for the baseline rules) and one
 // events.TableStatObserved per user table, with its indexes. Targets are
-// polled independently, each in its own goroutine: a slow or unreachable
-// target only delays itself.
+// polled independently, each in its own goroutine with its own pool: a slow
+// or unreachable target only delays itself.
+//
+// The list of targets can change while the collector runs: on SIGHUP, or
+// when `indexpilot reload` records a request in the control database, the
+// collector re-reads its configuration, stops the targets that were
+// removed, starts the new ones and restarts those whose settings changed.
+// After every poll it records the target's health in
+// indexpilot.collector_targets, which `indexpilot status` shows.
 package collector
 
 import (
 	"context"
 	"errors"
-	"sync"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/indexpilot/indexpilot/pkg/config"
 	"github.com/indexpilot/indexpilot/pkg/stage"
@@ -25,15 +34,41 @@ const Name = "collector"
 // Run opens its own dependencies from cfg and runs until ctx ends.
 func Run(ctx context.Context, cfg config.Config) error { return stage.Run(ctx, cfg, Name, Start) }
 
-// Start polls every target in d.Targets every collector.interval until ctx
-// is done, then returns nil. It calls d.Ready() before the first poll.
+type loaderKey struct{}
+
+// WithConfigLoader returns a context that tells Start how to re-read the
+// configuration on a reload (the CLI passes the loader that honours its
+// --config flag). Without one, Start reads INDEXPILOT_CONFIG (or
+// indexpilot_config.yaml) and the environment, as the stage binary does.
+func WithConfigLoader(ctx context.Context, load func() (config.Config, error)) context.Context {
+	return context.WithValue(ctx, loaderKey{}, load)
+}
+
+// Options tune StartWith.
+type Options struct {
+	// LoadConfig re-reads the configuration on a reload; nil means the
+	// loader from WithConfigLoader, else config.Load(INDEXPILOT_CONFIG).
+	LoadConfig func() (config.Config, error)
+	// Reload, when set, triggers a reload each time it receives.
+	Reload <-chan struct{}
+	// NoSignals leaves SIGHUP alone (tests).
+	NoSignals bool
+}
+
+// Start polls every target of d.Config.Targets until ctx is done, then
+// returns nil. It calls d.Ready() before the first poll. SIGHUP reloads the
+// targets.
 //
 // A failing poll (target unreachable, query timeout, publish error) is
 // logged and retried after a backoff that starts at the interval and
 // doubles up to max(interval, 5 min); it never stops the stage or the
-// other targets. The collector does not use the control database, so
-// d.Control may be nil.
-func Start(ctx context.Context, d stage.Deps) error {
+// other targets. d.Control may be nil: health is then not recorded, and
+// neither reload requests nor the polling watermark of app-fed statistics
+// are kept in the control database.
+func Start(ctx context.Context, d stage.Deps) error { return StartWith(ctx, d, Options{}) }
+
+// StartWith is Start with options.
+func StartWith(ctx context.Context, d stage.Deps, opts Options) error {
 	switch {
 	case d.Bus == nil:
 		return errors.New("start collector: nil bus")
@@ -42,30 +77,39 @@ func Start(ctx context.Context, d stage.Deps) error {
 	case d.Logger == nil:
 		return errors.New("start collector: nil logger")
 	}
-	settings := d.Config.Collector
-	def := config.Default().Collector
-	if settings.Interval <= 0 {
-		settings.Interval = def.Interval
+	if opts.LoadConfig == nil {
+		if l, ok := ctx.Value(loaderKey{}).(func() (config.Config, error)); ok && l != nil {
+			opts.LoadConfig = l
+		} else {
+			opts.LoadConfig = func() (config.Config, error) { return config.Load(os.Getenv("INDEXPILOT_CONFIG"), nil) }
+		}
 	}
-	if settings.QueryTimeout <= 0 {
-		settings.QueryTimeout = def.QueryTimeout
-	}
-	names := d.Targets.Names()
-	if len(names) == 0 {
+	s := newSupervisor(d, opts.LoadConfig)
+	if len(d.Config.Targets) == 0 {
 		d.Logger.Warn("no targets configured: nothing to collect")
 	}
-	d.Ready()
-
-	var wg sync.WaitGroup
-	for _, name := range names {
-		p := newPoller(d, name, settings)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.run(ctx)
-		}()
+	var hup chan os.Signal
+	if !opts.NoSignals {
+		hup = make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
 	}
-	<-ctx.Done()
-	wg.Wait()
-	return nil
+	d.Ready()
+	s.apply(ctx, d.Config)
+	reloadReqs := s.watchReloadRequests(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			s.stopAll()
+			return nil
+		case <-hup:
+			d.Logger.Info("SIGHUP: reloading the configuration")
+			s.reload(ctx)
+		case <-opts.Reload:
+			s.reload(ctx)
+		case <-reloadReqs:
+			d.Logger.Info("reload requested in the control database: reloading the configuration")
+			s.reload(ctx)
+		}
+	}
 }

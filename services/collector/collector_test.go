@@ -22,7 +22,7 @@ func start(t *testing.T, d stage.Deps) (ready <-chan struct{}, stop func()) {
 	r := make(chan struct{})
 	d.OnReady = func() { close(r) }
 	done := make(chan error, 1)
-	go func() { done <- Start(ctx, d) }()
+	go func() { done <- StartWith(ctx, d, Options{NoSignals: true}) }()
 	var stopped bool
 	stop = func() {
 		if stopped {

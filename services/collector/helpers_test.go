@@ -24,6 +24,13 @@ type sink struct {
 	mu     sync.Mutex
 	query  []*events.QueryStatObserved
 	tables []*events.TableStatObserved
+	apps   []appEvent
+}
+
+// appEvent is a received appstat event with its envelope id.
+type appEvent struct {
+	ID string
+	*events.AppStatObserved
 }
 
 // subscribe starts recording before anything is published: the memory bus
@@ -35,7 +42,7 @@ func subscribe(t *testing.T, b *bus.Bus) *sink {
 	s := &sink{}
 	sub, err := b.Subscriber("test")
 	require.NoError(t, err)
-	for _, typ := range []events.Type{events.TypeQueryStatObserved, events.TypeTableStatObserved} {
+	for _, typ := range []events.Type{events.TypeQueryStatObserved, events.TypeTableStatObserved, events.TypeAppStatObserved} {
 		msgs, err := sub.Subscribe(ctx, events.Topic(typ))
 		require.NoError(t, err)
 		go func() {
@@ -45,6 +52,11 @@ func subscribe(t *testing.T, b *bus.Bus) *sink {
 					var p events.Payload
 					if p, err = events.Decode(env); err == nil {
 						s.add(p)
+						if a, ok := p.(*events.AppStatObserved); ok {
+							s.mu.Lock()
+							s.apps = append(s.apps, appEvent{ID: env.ID, AppStatObserved: a})
+							s.mu.Unlock()
+						}
 					}
 				}
 				if err != nil {
@@ -150,4 +162,11 @@ func (w *syncBuffer) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()
+}
+
+// appStats returns the appstat events received so far.
+func (s *sink) appStats() []appEvent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]appEvent(nil), s.apps...)
 }

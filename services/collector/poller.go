@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/indexpilot/indexpilot/events"
 	"github.com/indexpilot/indexpilot/pkg/config"
 	"github.com/indexpilot/indexpilot/pkg/stage"
 	"github.com/indexpilot/indexpilot/services/collector/internal/delta"
@@ -32,27 +33,48 @@ type poller struct {
 	// unavailable is why pg_stat_statements could not be read at the last
 	// poll ("" when it could), so that the warning is logged once.
 	unavailable string
+	// conn is the target's pool; health records each poll (may be nil).
+	conn   *targetConn
+	health *healthWriter
+	// failures counts consecutive failed polls.
+	failures int
 }
 
 func newPoller(d stage.Deps, target string, settings config.Collector) *poller {
-	return &poller{d: d, target: target, settings: settings, log: d.Logger.With("target", target)}
+	var dsn string
+	for _, t := range d.Config.Targets {
+		if t.Name == target {
+			dsn = t.DSN
+		}
+	}
+	return &poller{
+		d: d, target: target, settings: settings, log: d.Logger.With("target", target),
+		conn: &targetConn{target: config.Target{Name: target, DSN: dsn}, stage: Name},
+	}
 }
 
 // run polls until ctx is done.
 func (p *poller) run(ctx context.Context) {
-	failures := 0
 	for {
 		wait := p.settings.Interval
-		if _, err := p.poll(ctx); err != nil {
+		res, err := p.poll(ctx)
+		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			failures++
-			wait = backoff(p.settings.Interval, failures)
-			p.log.Warn("poll failed", "error", err.Error(), "failures", failures, "retry_in", wait.String())
-		} else if failures > 0 {
-			p.log.Info("poll recovered", "after_failures", failures)
-			failures = 0
+			p.failures++
+			wait = backoff(p.settings.Interval, p.failures)
+			p.log.Warn("poll failed", "error", err.Error(), "failures", p.failures, "retry_in", wait.String())
+		} else if p.failures > 0 {
+			p.log.Info("poll recovered", "after_failures", p.failures)
+			p.failures = 0
+		}
+		if p.health != nil {
+			at := res.At
+			if at.IsZero() {
+				at = p.d.Clock().UTC()
+			}
+			p.health.poll(p.target, at, p.settings.Interval, res.DBTime, p.failures, err)
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -82,6 +104,8 @@ type polled struct {
 	At         time.Time
 	QueryStats int
 	TableStats int
+	// DBTime is the time spent waiting on the target's statistics queries.
+	DBTime time.Duration
 }
 
 // poll reads and publishes one round of statistics of the target. The
@@ -89,7 +113,7 @@ type polled struct {
 // other from being published.
 func (p *poller) poll(ctx context.Context) (polled, error) {
 	pctx, cancel := context.WithTimeout(ctx, p.settings.QueryTimeout)
-	pool, err := p.d.Targets.Pool(pctx, p.target)
+	pool, version, err := p.conn.get(pctx)
 	cancel()
 	if err != nil {
 		return polled{}, fmt.Errorf("open target: %w", err)
@@ -97,15 +121,26 @@ func (p *poller) poll(ctx context.Context) (polled, error) {
 	// Microseconds: the precision of event id recipes and of PostgreSQL.
 	res := polled{At: p.d.Clock().UTC().Truncate(time.Microsecond)}
 	var errS, errT error
-	res.QueryStats, errS = p.pollStatements(ctx, pool, res.At)
-	res.TableStats, errT = p.pollTables(ctx, pool, res.At)
+	res.QueryStats, errS = p.pollStatements(ctx, pool, res.At, &res.DBTime)
+	res.TableStats, errT = p.pollTables(ctx, pool, version, res.At, &res.DBTime)
 	return res, errors.Join(errS, errT)
 }
 
+// timed runs fn and adds its duration to *total.
+func timed(total *time.Duration, fn func()) {
+	start := time.Now()
+	fn()
+	*total += time.Since(start)
+}
+
 // pollStatements publishes the statement deltas and returns how many.
-func (p *poller) pollStatements(ctx context.Context, pool *pgxpool.Pool, at time.Time) (int, error) {
+func (p *poller) pollStatements(ctx context.Context, pool *pgxpool.Pool, at time.Time, dbTime *time.Duration) (int, error) {
 	qctx, cancel := context.WithTimeout(ctx, p.settings.QueryTimeout)
-	src, err := pgstat.ProbeStatements(qctx, pool)
+	var (
+		src pgstat.Source
+		err error
+	)
+	timed(dbTime, func() { src, err = pgstat.ProbeStatements(qctx, pool) })
 	cancel()
 	if err != nil {
 		return 0, err
@@ -115,7 +150,8 @@ func (p *poller) pollStatements(ctx context.Context, pool *pgxpool.Pool, at time
 		return 0, nil
 	}
 	qctx, cancel = context.WithTimeout(ctx, p.settings.QueryTimeout)
-	sample, err := pgstat.ReadStatements(qctx, pool, src, at)
+	var sample delta.Sample
+	timed(dbTime, func() { sample, err = pgstat.ReadStatements(qctx, pool, src, at) })
 	cancel()
 	if errors.Is(err, pgstat.ErrNotLoaded) {
 		p.markUnavailable(pgstat.ErrNotLoaded.Error() + " (add it and restart the server)")
@@ -159,9 +195,13 @@ func (p *poller) markUnavailable(reason string) {
 }
 
 // pollTables publishes the table statistics and returns how many.
-func (p *poller) pollTables(ctx context.Context, pool *pgxpool.Pool, at time.Time) (int, error) {
+func (p *poller) pollTables(ctx context.Context, pool *pgxpool.Pool, version int, at time.Time, dbTime *time.Duration) (int, error) {
 	qctx, cancel := context.WithTimeout(ctx, p.settings.QueryTimeout)
-	tables, err := pgstat.ReadTables(qctx, pool, p.target, at)
+	var (
+		tables []*events.TableStatObserved
+		err    error
+	)
+	timed(dbTime, func() { tables, err = pgstat.ReadTables(qctx, pool, p.target, version, at) })
 	cancel()
 	if err != nil {
 		return 0, err

@@ -44,7 +44,9 @@ func newTestPoller(t *testing.T, db *pgtest.Database) (*poller, *sink) {
 	t.Helper()
 	d := deps(t, []config.Target{{Name: "main", DSN: db.URL}}, time.Hour, nil)
 	s := subscribe(t, d.Bus)
-	return newPoller(d, "main", d.Config.Collector), s
+	p := newPoller(d, "main", d.Config.Collector)
+	t.Cleanup(p.conn.close)
+	return p, s
 }
 
 func TestPollPublishesDeltas(t *testing.T) {
@@ -148,6 +150,7 @@ func TestPollWithoutPgStatStatements(t *testing.T) {
 	d := deps(t, []config.Target{{Name: "main", DSN: db.URL}}, time.Hour, logs)
 	s := subscribe(t, d.Bus)
 	p := newPoller(d, "main", d.Config.Collector)
+	t.Cleanup(p.conn.close)
 
 	for range 3 {
 		runWorkload(t, db, 2)
@@ -182,4 +185,38 @@ func TestBackoff(t *testing.T) {
 	require.Equal(t, maxBackoff, backoff(s, 10))
 	require.Equal(t, maxBackoff, backoff(s, 1000))
 	require.Equal(t, time.Hour, backoff(time.Hour, 5), "an interval above the cap is kept")
+}
+
+func TestPollDatabaseResetIsRebaselined(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDatabase(t)
+	db.RequireExtension(t, "pg_stat_statements")
+	db.Exec(t, "create table orders (id bigint primary key, note text)")
+	p, s := newTestPoller(t, db)
+	ctx := context.Background()
+
+	runWorkload(t, db, 6)
+	pollAndWait(t, p, s)
+	runWorkload(t, db, 3)
+	pollAndWait(t, p, s)
+	require.Len(t, s.queryStats(isWorkload), 1)
+
+	// Reset every entry of this database only (never the whole server:
+	// other tests share it): everything restarts from zero.
+	_, err := db.Pool.Exec(ctx, "select pg_stat_statements_reset(0, (select oid from pg_database where datname = current_database()), 0)")
+	require.NoError(t, err)
+	runWorkload(t, db, 2)
+	res := pollAndWait(t, p, s)
+	require.Zero(t, res.QueryStats, "after a reset the statement is a baseline: no negative or partial delta")
+	require.Len(t, s.queryStats(isWorkload), 1)
+
+	runWorkload(t, db, 5)
+	pollAndWait(t, p, s)
+	got := s.queryStats(isWorkload)
+	require.Len(t, got, 2)
+	require.Equal(t, int64(5), got[1].Calls, "the first delta after the reset counts only the new calls")
+	for _, e := range got {
+		require.Positive(t, e.Calls)
+		require.GreaterOrEqual(t, e.TotalExecTimeMs, 0.0)
+	}
 }

@@ -22,12 +22,14 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/indexpilot/indexpilot/events"
 	"github.com/indexpilot/indexpilot/pkg/bus"
+	"github.com/indexpilot/indexpilot/pkg/bypass"
 	"github.com/indexpilot/indexpilot/pkg/config"
 	"github.com/indexpilot/indexpilot/pkg/indexdef"
 	"github.com/indexpilot/indexpilot/pkg/metadata"
@@ -56,14 +58,32 @@ func Run(ctx context.Context, cfg config.Config) error { return stage.Run(ctx, c
 // d.Ready() once the decision handler consumes its topic. On cancellation an
 // in-flight build is cancelled on the server, its INVALID leftover dropped
 // and its row put back to pending before Start returns.
-func Start(ctx context.Context, d stage.Deps) error {
+func Start(ctx context.Context, d stage.Deps) error { return StartWith(ctx, d, Options{}) }
+
+// StartWith is Start with injected collaborators: the emergency stop and
+// the CPU source.
+func StartWith(ctx context.Context, d stage.Deps, opts Options) error {
 	if err := d.Check(); err != nil {
 		return err
 	}
-	x, err := newExecutor(d)
+	if opts.Stopper == nil {
+		// The live bypass: an emergency stop or the system level halts
+		// every build at once, on every executor instance.
+		st, err := bypass.Watch(ctx, d, Name)
+		if err != nil {
+			return err
+		}
+		opts.Stopper = st
+	}
+	x, err := newExecutor(d, opts)
 	if err != nil {
 		return err
 	}
+	unregister, err := x.registerMetrics(opts.Meter)
+	if err != nil {
+		return err
+	}
+	defer unregister()
 	router, err := d.Bus.NewRouter(Name, handlerTimeout)
 	if err != nil {
 		return err
@@ -128,12 +148,34 @@ type executor struct {
 	log      *slog.Logger
 	wake     chan struct{}
 
+	stopper Stopper
+	cpu     CPUSource
+
 	mu       sync.Mutex
 	inFlight map[string]bool
+	progress map[string]Progress
 	wg       sync.WaitGroup
+
+	// validating and removing make sure one process runs one validation
+	// pass and one removal pass at a time, beside its builds.
+	validating, removing atomic.Bool
 }
 
-func newExecutor(d stage.Deps) (*executor, error) {
+// background runs fn in a goroutine unless the previous run of fn (flagged
+// by busy) is still going.
+func (x *executor) background(ctx context.Context, busy *atomic.Bool, fn func(context.Context)) {
+	if ctx.Err() != nil || !busy.CompareAndSwap(false, true) {
+		return
+	}
+	x.wg.Add(1)
+	go func() {
+		defer x.wg.Done()
+		defer busy.Store(false)
+		fn(ctx)
+	}()
+}
+
+func newExecutor(d stage.Deps, opts Options) (*executor, error) {
 	cfg := d.Config.Executor
 	def := config.Default().Executor
 	if cfg.LockTimeout <= 0 {
@@ -151,6 +193,21 @@ func newExecutor(d stage.Deps) (*executor, error) {
 	if cfg.Lease <= 0 {
 		cfg.Lease = def.Lease
 	}
+	if cfg.CPU.Interval <= 0 {
+		cfg.CPU.Interval = def.CPU.Interval
+	}
+	if cfg.CPU.Samples < 1 {
+		cfg.CPU.Samples = def.CPU.Samples
+	}
+	if cfg.CPU.DeferFor <= 0 {
+		cfg.CPU.DeferFor = def.CPU.DeferFor
+	}
+	if opts.Stopper == nil {
+		opts.Stopper = NoStop{}
+	}
+	if opts.CPU == nil {
+		opts.CPU = &PGCPU{Cores: cfg.CPU.Cores}
+	}
 	id, err := processID()
 	if err != nil {
 		return nil, err
@@ -161,6 +218,9 @@ func newExecutor(d stage.Deps) (*executor, error) {
 		log:      d.Logger.With("executor_id", id),
 		wake:     make(chan struct{}, 1),
 		inFlight: map[string]bool{},
+		progress: map[string]Progress{},
+		stopper:  opts.Stopper,
+		cpu:      opts.CPU,
 	}, nil
 }
 
@@ -254,6 +314,8 @@ func (x *executor) reconcile(ctx context.Context) {
 	defer ticker.Stop()
 	for {
 		x.claimAll(ctx)
+		x.background(ctx, &x.validating, x.validateDue)
+		x.background(ctx, &x.removing, x.removeDue)
 		select {
 		case <-ctx.Done():
 			x.wg.Wait()
@@ -267,6 +329,10 @@ func (x *executor) reconcile(ctx context.Context) {
 // claimAll starts a build for every claimable row whose target has no
 // build of this process in flight.
 func (x *executor) claimAll(ctx context.Context) {
+	if stop, why := x.stopper.Stopped(); stop {
+		x.log.Debug("emergency stop: claiming nothing", "reason", why)
+		return
+	}
 	for ctx.Err() == nil {
 		x.mu.Lock()
 		busy := make([]string, 0, len(x.inFlight))

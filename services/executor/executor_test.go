@@ -102,7 +102,10 @@ type stageRun struct {
 
 // start runs executor.Start on a fresh memory bus and waits until it is
 // ready. It subscribes to the outcome topics first so nothing is missed.
-func (e *env) start(mod func(*config.Config)) *stageRun {
+func (e *env) start(mod func(*config.Config)) *stageRun { return e.startWith(mod, executor.Options{}) }
+
+// startWith is start with injected collaborators.
+func (e *env) startWith(mod func(*config.Config), opts executor.Options) *stageRun {
 	t := e.t
 	t.Helper()
 	cfg := config.Default()
@@ -111,6 +114,9 @@ func (e *env) start(mod func(*config.Config)) *stageRun {
 	cfg.Features.AutoIndexer.Mode = config.ModeApply
 	cfg.Executor.PollInterval = 50 * time.Millisecond
 	cfg.Executor.Lease = 30 * time.Second
+	// The host's real CPU (shared with other test runs) must not defer a
+	// build; the CPU test injects its own source and enables the watch.
+	cfg.Executor.CPU.Enabled = false
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -120,7 +126,7 @@ func (e *env) start(mod func(*config.Config)) *stageRun {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
-	for _, typ := range []events.Type{events.TypeIndexBuildCompleted, events.TypeIndexBuildFailed} {
+	for _, typ := range outcomeTypes {
 		sub, err := b.Subscriber("test")
 		require.NoError(t, err)
 		ch, err := sub.Subscribe(ctx, events.Topic(typ))
@@ -141,7 +147,7 @@ func (e *env) start(mod func(*config.Config)) *stageRun {
 		Logger:  slog.New(logs),
 		OnReady: func() { close(ready) },
 	}
-	go func() { r.done <- executor.Start(ctx, d) }()
+	go func() { r.done <- executor.StartWith(ctx, d, opts) }()
 	require.Eventually(t, func() bool {
 		select {
 		case <-ready:

@@ -24,6 +24,12 @@ const (
 	OutcomeFailed        = "failed"
 	OutcomeRetry         = "retry"
 	OutcomeSkipped       = "skipped"
+	// OutcomeDeferred is a build cancelled because the database's CPU
+	// stayed above the ceiling: cleaned up and re-queued for later.
+	OutcomeDeferred = "deferred"
+	// OutcomeStopped is a build cancelled by the emergency stop: cleaned up
+	// and back to pending.
+	OutcomeStopped = "stopped"
 )
 
 // maxBackoff caps the delay before a transient failure is retried.
@@ -78,7 +84,7 @@ func (x *executor) claim(ctx context.Context, busy []string) (*job, error) {
 		if state == "running" {
 			c.takenOver = holder
 		}
-		if recState != "approved" && recState != "building" {
+		if recState != "approved" && recState != "building" && recState != "deferred" {
 			if _, err := tx.Exec(ctx, marker+`update indexpilot.builds
    set state = 'failed', claimed_by = null, lease_until = null, updated_at = now(), last_error = $2
  where recommendation_id = $1`, c.recID, "recommendation is "+recState); err != nil {
@@ -142,14 +148,34 @@ func (x *executor) process(ctx context.Context, j *job) {
 		defer close(hbDone)
 		x.heartbeat(bctx, j, func() { lost.Store(true); cancel() })
 	}()
-	res, err := x.build(bctx, j)
+	w := &watcher{x: x, j: j, cancel: cancel}
+	wDone := make(chan struct{})
+	if pool, err := x.d.Targets.Pool(bctx, j.target); err == nil {
+		w.pool = pool
+		go func() { defer close(wDone); w.run(bctx) }()
+	} else {
+		close(wDone)
+	}
+	res, err := x.build(bctx, j, w)
 	cancel()
 	<-hbDone
+	<-wDone
+	x.clearProgress(j.recID)
 	if lost.Load() {
 		log.Warn("build lease lost; leaving the row to its new holder", "error", errString(err))
 		return
 	}
 	o := x.decide(ctx, j, res, err)
+	if err != nil {
+		switch why, detail := w.stopReason(); why {
+		case stopCPU:
+			o = outcome{name: OutcomeDeferred, buildState: "pending", recState: "deferred", refund: true,
+				retryIn: x.cfg.CPU.DeferFor, reason: detail, err: o.err}
+		case stopEmergency:
+			o = outcome{name: OutcomeStopped, buildState: "pending", recState: "approved", refund: true,
+				retryIn: x.cfg.PollInterval, reason: "emergency stop: " + detail, err: o.err}
+		}
+	}
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer scancel()
 	payload, err := x.settle(sctx, j, o)
@@ -173,7 +199,7 @@ func errString(err error) string {
 }
 
 // build runs internal/build on the job's target.
-func (x *executor) build(ctx context.Context, j *job) (build.Result, error) {
+func (x *executor) build(ctx context.Context, j *job, w *watcher) (build.Result, error) {
 	pool, err := x.d.Targets.Pool(ctx, j.target)
 	if err != nil {
 		class := postgres.Transient
@@ -188,6 +214,7 @@ func (x *executor) build(ctx context.Context, j *job) (build.Result, error) {
 	return build.Build(ctx, pool, j.spec, build.Options{
 		LockTimeout:      x.cfg.LockTimeout,
 		StatementTimeout: x.cfg.StatementTimeout,
+		OnStart:          w.started,
 	})
 }
 
@@ -327,7 +354,7 @@ func (x *executor) settle(ctx context.Context, j *job, o outcome) (events.Payloa
 	var payload events.Payload
 	err := pgx.BeginFunc(ctx, x.d.Control, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, marker+`update indexpilot.builds
-   set state = $3, claimed_by = null, lease_until = null,
+   set state = $3, claimed_by = null, lease_until = null, progress = null,
        not_before = now() + make_interval(secs => $4), attempts = attempts - $5,
        last_error = $6, sqlstate = $7, updated_at = now()
  where recommendation_id = $1 and claimed_by = $2 and state = 'running'`,
@@ -342,11 +369,14 @@ func (x *executor) settle(ctx context.Context, j *job, o outcome) (events.Payloa
 		// changed it meanwhile (a rejection stays); a finished build's
 		// outcome is the truth whatever happened to it.
 		if _, err := tx.Exec(ctx, marker+`update indexpilot.recommendations
-   set state = $2, updated_at = now() where id = $1 and ($2 <> 'approved' or state = 'building')`,
+   set state = $2, updated_at = now() where id = $1 and ($2 not in ('approved','deferred') or state = 'building')`,
 			j.recID, o.recState); err != nil {
 			return err
 		}
 		if _, err := metadata.AppendLog(ctx, tx, x.entry(j, o.name, o.reason, indexName, ddl, ev)); err != nil {
+			return err
+		}
+		if err := x.queueValidation(ctx, tx, j, o); err != nil {
 			return err
 		}
 		switch o.name {
@@ -388,14 +418,20 @@ var errLeaseLost = errors.New("build lease lost")
 // already committed, and the event id is deterministic, so a consumer that
 // sees it twice drops the copy.
 func (x *executor) publish(ctx context.Context, j *job, p events.Payload) {
+	x.publishPayload(ctx, j.decisionEventID, p)
+}
+
+// publishPayload publishes p with correlation id corr, retrying a few
+// times.
+func (x *executor) publishPayload(ctx context.Context, corr string, p events.Payload) {
 	delay := 200 * time.Millisecond
 	for i := 1; ; i++ {
-		err := x.d.Bus.Publish(ctx, Name, j.decisionEventID, p)
+		err := x.d.Bus.Publish(ctx, Name, corr, p)
 		if err == nil {
 			return
 		}
 		if i == 5 || ctx.Err() != nil {
-			x.log.Error("publish build outcome", "recommendation_id", j.recID, "event_id", p.EventID(),
+			x.log.Error("publish outcome", "correlation_id", corr, "event_id", p.EventID(),
 				"type", string(p.EventType()), "error", err.Error())
 			return
 		}

@@ -1,49 +1,97 @@
-// Package gatekeeper decides what happens to each scored candidate: in
-// advisory mode (the default) it records a recommendation and builds
-// nothing; in apply mode it approves the recommendation and hands it to the
-// executor. Every verdict carries a typed reason and is written to
-// mutation_log, and a candidate that arrives twice yields one
-// recommendation.
+// Package gatekeeper decides what happens to each scored candidate. It
+// applies every safety rule in a fixed order (docs/gatekeeper.md): the
+// bypass, minimum benefit, the blocklist, the storage budget, the
+// write-performance limits, the mode, approval, the emergency stop, the
+// maintenance window, the CPU throttle and the token-bucket rate limits.
+// Each verdict carries a typed reason, is recorded on the recommendation
+// and in mutation_log with its lineage, and is published. A recommendation
+// that must wait is deferred and evaluated again by a loop until it passes;
+// it is never dropped. A candidate that arrives twice has one effect.
 package gatekeeper
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/indexpilot/indexpilot/events"
 	"github.com/indexpilot/indexpilot/pkg/bus"
+	"github.com/indexpilot/indexpilot/pkg/bypass"
 	"github.com/indexpilot/indexpilot/pkg/config"
 	"github.com/indexpilot/indexpilot/pkg/indexdef"
 	"github.com/indexpilot/indexpilot/pkg/metadata"
 	"github.com/indexpilot/indexpilot/pkg/postgres"
 	"github.com/indexpilot/indexpilot/pkg/stage"
+	"github.com/indexpilot/indexpilot/services/gatekeeper/internal/cpu"
 )
 
 // Name is the stage name: the producer of its events and its SQL marker.
 const Name = "gatekeeper"
 
+const marker = "/* indexpilot:gatekeeper */ "
+
 // Consumer is the inbox key of the candidate handler.
 var Consumer = events.ConsumerGroup(Name, "candidates")
+
+// Recommendation states.
+const (
+	StateProposed   = "proposed"
+	StateApproved   = "approved"
+	StateDeferred   = "deferred"
+	StateBuilding   = "building"
+	StateApplied    = "applied"
+	StateFailed     = "failed"
+	StateRejected   = "rejected"
+	StateReverted   = "reverted"
+	StateSuperseded = "superseded"
+)
+
+// CPUSource measures the CPU use of a target's database host, in percent.
+type CPUSource interface {
+	CPUPercent(ctx context.Context, target string) (float64, error)
+}
+
+// Options are the injectable parts of the stage; zero values mean the
+// configured ones.
+type Options struct {
+	// CPU replaces the configured gatekeeper.cpu.source.
+	CPU CPUSource
+	// Bypass replaces the watched bypass state.
+	Bypass *bypass.State
+}
 
 // Run opens its own dependencies from cfg and runs until ctx ends.
 func Run(ctx context.Context, cfg config.Config) error { return stage.Run(ctx, cfg, Name, Start) }
 
 // Start consumes scored candidates until ctx is done.
-func Start(ctx context.Context, d stage.Deps) error {
+func Start(ctx context.Context, d stage.Deps) error { return StartWith(ctx, d, Options{}) }
+
+// StartWith is Start with injected parts.
+func StartWith(ctx context.Context, d stage.Deps, opts Options) error {
 	if err := d.Check(); err != nil {
 		return err
 	}
-	g := &Gatekeeper{deps: d}
+	if opts.Bypass == nil {
+		st, err := bypass.Watch(ctx, d, Name)
+		if err != nil {
+			return err
+		}
+		opts.Bypass = st
+	}
+	g := newGatekeeper(d, opts)
 	r, err := d.Bus.NewRouter(Name, time.Minute)
 	if err != nil {
 		return err
 	}
 	if err := r.Handle("candidates", events.TypeIndexCandidateScored, g.Handle); err != nil {
+		return err
+	}
+	if err := r.Handle("removals", events.TypeIndexRemovalProposed, g.HandleRemoval); err != nil {
 		return err
 	}
 	go func() {
@@ -53,30 +101,97 @@ func Start(ctx context.Context, d stage.Deps) error {
 		case <-ctx.Done():
 		}
 	}()
+	loopDone := make(chan struct{})
+	go func() { defer close(loopDone); g.loop(ctx) }()
+	defer func() { <-loopDone }()
 	if err := r.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("gatekeeper router: %w", err)
 	}
 	return nil
 }
 
-// Gatekeeper holds the candidate handler.
-type Gatekeeper struct{ deps stage.Deps }
+// Gatekeeper holds the candidate handler and the re-evaluation loop.
+type Gatekeeper struct {
+	deps stage.Deps
+	cfg  config.Config
+	cpu  CPUSource
+	bp   *bypass.State
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	cpuCache map[string]cpuSample
+}
+
+type cpuSample struct {
+	pct float64
+	err error
+	at  time.Time
+}
 
 // New returns a gatekeeper on d, for callers that drive Handle themselves.
-func New(d stage.Deps) (*Gatekeeper, error) {
+// Without an injected bypass state it uses the configured switches only.
+func New(d stage.Deps, opts Options) (*Gatekeeper, error) {
 	if err := d.Check(); err != nil {
 		return nil, err
 	}
-	return &Gatekeeper{deps: d}, nil
+	if opts.Bypass == nil {
+		opts.Bypass = bypass.NewState(d.Config.Features.Bypass, d.Clock)
+	}
+	return newGatekeeper(d, opts), nil
 }
 
-// verdictFor maps the configured mode to the verdict, state and reason of a
-// new or still-proposed recommendation.
-func verdictFor(mode string) (events.Verdict, string, events.Reason) {
-	if mode == config.ModeApply {
-		return events.VerdictApproved, "approved", events.ReasonApplyMode
+func newGatekeeper(d stage.Deps, opts Options) *Gatekeeper {
+	g := &Gatekeeper{deps: d, cfg: d.Config, cpu: opts.CPU, bp: opts.Bypass, log: d.Logger, cpuCache: map[string]cpuSample{}}
+	if g.cpu == nil {
+		g.cpu = configuredCPU{d: d}
+	} else if g.cfg.Gatekeeper.CPU.Source == config.CPUSourceNone {
+		// An injected source is measured whatever the configured one.
+		g.cfg.Gatekeeper.CPU.Source = "injected"
 	}
-	return events.VerdictAdvised, "proposed", events.ReasonAdvisoryMode
+	return g
+}
+
+// configuredCPU is the source gatekeeper.cpu.source names.
+type configuredCPU struct{ d stage.Deps }
+
+func (c configuredCPU) CPUPercent(ctx context.Context, target string) (float64, error) {
+	cc := c.d.Config.Gatekeeper.CPU
+	switch cc.Source {
+	case config.CPUSourceLocal:
+		return cpu.Local{Every: cc.SampleInterval}.Percent(ctx)
+	case config.CPUSourcePrometheus:
+		return cpu.Prometheus{URL: cc.PrometheusURL}.Percent(ctx)
+	case config.CPUSourceNone:
+		return 0, nil
+	}
+	pool, err := c.d.Targets.Pool(ctx, target)
+	if err != nil {
+		return 0, err
+	}
+	pct, _, err := cpu.Pg{Cores: cc.Cores, Every: cc.SampleInterval}.Percent(ctx, pool)
+	return pct, err
+}
+
+// measureCPU caches a target's CPU sample for a second, so that a burst of
+// candidates costs one measurement.
+func (g *Gatekeeper) measureCPU(ctx context.Context, target string) (float64, error) {
+	if _, configured := g.cpu.(configuredCPU); !configured {
+		return g.cpu.CPUPercent(ctx, target) // injected: ask every time
+	}
+	now := time.Now()
+	g.mu.Lock()
+	s, ok := g.cpuCache[target]
+	g.mu.Unlock()
+	if ok && now.Sub(s.at) < time.Second {
+		return s.pct, s.err
+	}
+	mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	pct, err := g.cpu.CPUPercent(mctx, target)
+	g.mu.Lock()
+	g.cpuCache[target] = cpuSample{pct: pct, err: err, at: time.Now()}
+	g.mu.Unlock()
+	return pct, err
 }
 
 // Handle applies the rules to one candidate event. It returns the decision
@@ -95,6 +210,7 @@ func (g *Gatekeeper) Handle(ctx context.Context, env events.Envelope, p events.P
 	}
 	var out []events.Payload
 	err := pgx.BeginFunc(ctx, g.deps.Control, func(tx pgx.Tx) error {
+		out = nil
 		first, err := metadata.MarkProcessed(ctx, tx, Consumer, env.ID)
 		if err != nil {
 			return err
@@ -106,8 +222,8 @@ func (g *Gatekeeper) Handle(ctx context.Context, env events.Envelope, p events.P
 			}
 			return err
 		}
-		d, err := g.decide(ctx, tx, c, env)
-		if d != nil {
+		ds, err := g.decide(ctx, tx, c, env.ID)
+		for _, d := range ds {
 			out = append(out, d)
 		}
 		return err
@@ -129,102 +245,24 @@ func queryIDs(c *events.IndexCandidateScored) []string {
 	return ids
 }
 
-func (g *Gatekeeper) decision(c *events.IndexCandidateScored, env events.Envelope, v events.Verdict, r events.Reason, detail string) *events.IndexDecisionMade {
+func (g *Gatekeeper) decision(c *events.IndexCandidateScored, candEventID string, v events.Verdict, r events.Reason, detail string) *events.IndexDecisionMade {
 	return &events.IndexDecisionMade{
 		Target: c.Target, RecommendationID: events.RecommendationID(c.Target, c.Index), CandidateID: c.CandidateID,
-		CandidateEventID: env.ID, Index: c.Index, Verdict: v, Reason: r, Detail: detail,
+		CandidateEventID: candEventID, Index: c.Index, Verdict: v, Reason: r, Detail: detail,
 		QueryIDs: queryIDs(c), DecidedAt: g.deps.Clock().UTC().Truncate(time.Microsecond),
 	}
 }
 
-// reject records a rejection in mutation_log only: a rejected candidate
-// creates no recommendation.
-func (g *Gatekeeper) reject(ctx context.Context, tx pgx.Tx, c *events.IndexCandidateScored, env events.Envelope, r events.Reason, detail string) (*events.IndexDecisionMade, error) {
-	d := g.decision(c, env, events.VerdictRejected, r, detail)
-	_, err := metadata.AppendLog(ctx, tx, metadata.Entry{
-		Stage: Name, Action: "decide", Outcome: "rejected", Target: c.Target,
-		Schema: c.Index.Schema, Table: c.Index.Table, Fields: c.Index.Columns, IndexName: indexdef.Name(c.Index),
-		Reason: string(r), Evidence: map[string]any{"detail": detail, "max_improvement_pct": c.MaxImprovementPct},
-		EventID: env.ID, CandidateID: c.CandidateID, RecommendationID: d.RecommendationID,
-	})
-	return d, err
-}
-
-func (g *Gatekeeper) decide(ctx context.Context, tx pgx.Tx, c *events.IndexCandidateScored, env events.Envelope) (*events.IndexDecisionMade, error) {
-	cfg := g.deps.Config
-	if _, ok := cfg.Target(c.Target); !ok {
-		return g.reject(ctx, tx, c, env, events.ReasonUnknownTarget, fmt.Sprintf("target %q is not configured", c.Target))
+func verdictOf(state string) events.Verdict {
+	switch state {
+	case StateApproved:
+		return events.VerdictApproved
+	case StateDeferred:
+		return events.VerdictDeferred
+	case StateRejected:
+		return events.VerdictRejected
 	}
-	if min := cfg.Features.AutoIndexer.MinImprovementPct; c.MaxImprovementPct < min {
-		return g.reject(ctx, tx, c, env, events.ReasonBelowMinBenefit,
-			fmt.Sprintf("best plan-cost cut %.1f%% is below %.1f%%", c.MaxImprovementPct, min))
-	}
-	verdict, state, reason := verdictFor(cfg.Features.AutoIndexer.Mode)
-	recID := events.RecommendationID(c.Target, c.Index)
-	spec, err := json.Marshal(c.Index)
-	if err != nil {
-		return nil, bus.Permanent(err)
-	}
-	evidence, err := json.Marshal(c)
-	if err != nil {
-		return nil, bus.Permanent(err)
-	}
-	name := indexdef.Name(c.Index)
-
-	var prev string
-	err = tx.QueryRow(ctx, `/* indexpilot:gatekeeper */
-select state from indexpilot.recommendations where target = $1 and index_key = $2 for update`,
-		c.Target, c.Index.Key()).Scan(&prev)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		_, err = tx.Exec(ctx, `/* indexpilot:gatekeeper */
-insert into indexpilot.recommendations
-  (id, target, index_key, schema_name, table_name, index_spec, index_name, state, reason,
-   candidate_id, candidate_event_id, formula_version, max_improvement_pct, estimated_size_bytes, evidence)
-values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
-			recID, c.Target, c.Index.Key(), c.Index.Schema, c.Index.Table, spec, name, state, string(reason),
-			c.CandidateID, env.ID, c.FormulaVersion, c.MaxImprovementPct, c.EstimatedSizeBytes, evidence)
-		if err != nil {
-			return nil, fmt.Errorf("insert recommendation: %w", err)
-		}
-	case err != nil:
-		return nil, fmt.Errorf("read recommendation: %w", err)
-	case prev == "proposed" && state == "approved":
-		// Apply mode was switched on since the recommendation was made.
-		if _, err := tx.Exec(ctx, `/* indexpilot:gatekeeper */
-update indexpilot.recommendations
-   set state = $2, reason = $3, candidate_id = $4, candidate_event_id = $5, formula_version = $6,
-       max_improvement_pct = $7, estimated_size_bytes = $8, evidence = $9, updated_at = now()
- where id = $1`, recID, state, string(reason), c.CandidateID, env.ID, c.FormulaVersion,
-			c.MaxImprovementPct, c.EstimatedSizeBytes, evidence); err != nil {
-			return nil, fmt.Errorf("approve recommendation: %w", err)
-		}
-	default:
-		// Same state, or a later one (building, applied, failed, ...): refresh
-		// the evidence of an open recommendation, decide nothing new.
-		if prev == "proposed" || prev == "approved" {
-			if _, err := tx.Exec(ctx, `/* indexpilot:gatekeeper */
-update indexpilot.recommendations
-   set max_improvement_pct = $2, estimated_size_bytes = $3, evidence = $4, updated_at = now()
- where id = $1`, recID, c.MaxImprovementPct, c.EstimatedSizeBytes, evidence); err != nil {
-				return nil, fmt.Errorf("refresh recommendation: %w", err)
-			}
-		}
-		return nil, nil
-	}
-	outcome := state
-	if prev != "" {
-		outcome = prev + "->" + state
-	}
-	if _, err := metadata.AppendLog(ctx, tx, metadata.Entry{
-		Stage: Name, Action: "recommend", Outcome: outcome, Target: c.Target,
-		Schema: c.Index.Schema, Table: c.Index.Table, Fields: c.Index.Columns, IndexName: name,
-		DDL:    indexdef.CreateSQL(c.Index, name, true),
-		Reason: string(reason), Evidence: c, EventID: env.ID, CandidateID: c.CandidateID, RecommendationID: recID,
-	}); err != nil {
-		return nil, err
-	}
-	return g.decision(c, env, verdict, reason, ""), nil
+	return events.VerdictAdvised
 }
 
 // redeliveredDecision answers a candidate event already processed: when its
@@ -232,18 +270,17 @@ update indexpilot.recommendations
 // the decision is published again, since the first publish may have been
 // lost after the commit. Its id is deterministic, so the executor dedups it.
 func (g *Gatekeeper) redeliveredDecision(ctx context.Context, tx pgx.Tx, c *events.IndexCandidateScored, env events.Envelope) (*events.IndexDecisionMade, error) {
-	var state, evID string
-	err := tx.QueryRow(ctx, `/* indexpilot:gatekeeper */
-select state, candidate_event_id::text from indexpilot.recommendations where target = $1 and index_key = $2`,
-		c.Target, c.Index.Key()).Scan(&state, &evID)
+	var state, evID, reason string
+	err := tx.QueryRow(ctx, marker+`select state, candidate_event_id::text, reason from indexpilot.recommendations where target = $1 and index_key = $2`,
+		c.Target, c.Index.Key()).Scan(&state, &evID, &reason)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read recommendation: %w", err)
 	}
-	if state != "approved" || evID != env.ID {
+	if state != StateApproved || evID != env.ID {
 		return nil, nil
 	}
-	return g.decision(c, env, events.VerdictApproved, events.ReasonApplyMode, ""), nil
+	return g.decision(c, env.ID, events.VerdictApproved, events.Reason(reason), ""), nil
 }

@@ -36,6 +36,7 @@ func start(t *testing.T, mode string) *harness {
 	cfg.DatabaseURL = db.URL
 	cfg.Targets = []config.Target{{Name: "main", DSN: db.URL}}
 	cfg.Features.AutoIndexer.Mode = mode
+	cfg.Gatekeeper.CPU.Source = config.CPUSourceNone
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	b := bus.NewMemory(logger)
 	t.Cleanup(func() { _ = b.Close() })
@@ -142,8 +143,9 @@ func TestSwitchingToApplyPromotesAProposal(t *testing.T) {
 	cfg.DatabaseURL = h.db.URL
 	cfg.Targets = []config.Target{{Name: "main", DSN: h.db.URL}}
 	cfg.Features.AutoIndexer.Mode = config.ModeApply
+	cfg.Gatekeeper.CPU.Source = config.CPUSourceNone
 	g, err := gatekeeper.New(stage.Deps{Config: cfg, Bus: h.bus, Control: h.db.Pool, Targets: stage.NewTargets(cfg.Targets, "t"),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, gatekeeper.Options{})
 	require.NoError(t, err)
 	later := candidate(97, time.Date(2026, 11, 25, 12, 5, 0, 0, time.UTC))
 	env, err := events.Wrap(later, "scorer", "", time.Now())

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/indexpilot/indexpilot/pkg/metadata"
 	"github.com/indexpilot/indexpilot/pkg/postgres"
 	"github.com/indexpilot/indexpilot/pkg/stage"
+	"github.com/indexpilot/indexpilot/services/adapters"
 	"github.com/indexpilot/indexpilot/services/collector"
 	"github.com/indexpilot/indexpilot/services/executor"
 	"github.com/indexpilot/indexpilot/services/gatekeeper"
@@ -38,6 +40,9 @@ var Stages = []struct {
 type Options struct {
 	// Ready, when set, is called once every stage is running.
 	Ready func()
+	// Handlers are served next to /healthz and /readyz on adapters.listen
+	// (the CLI adds /metrics).
+	Handlers map[string]http.Handler
 }
 
 // RunAll runs every stage in this process until ctx ends or a stage fails.
@@ -58,10 +63,28 @@ func RunAll(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Op
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var health *stage.Health
+	if cfg.Adapters.Listen != "" {
+		health = stage.NewHealth(pool)
+		srv, err := stage.Serve(ctx, cfg.Adapters.Listen, health.Mux(opts.Handlers), logger)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
+	type named = struct {
+		Name  string
+		Start stage.StartFunc
+	}
+	list := Stages
+	if cfg.Adapters.Enabled() {
+		// The monitoring consumers start first, like every consumer.
+		list = append([]named{{adapters.Name, adapters.Start}}, Stages...)
+	}
 
 	var wg sync.WaitGroup
-	errs := make(chan error, len(Stages))
-	for _, s := range Stages {
+	errs := make(chan error, len(list))
+	for _, s := range list {
 		ready := make(chan struct{})
 		var once sync.Once
 		targets := stage.NewTargets(cfg.Targets, s.Name)
@@ -93,6 +116,9 @@ func RunAll(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Op
 			wg.Wait()
 			return fmt.Errorf("stage %s did not start within a minute", s.Name)
 		}
+	}
+	if health != nil {
+		health.SetReady(true)
 	}
 	logger.Info("all stages running", "transport", b.Transport(), "mode", cfg.Features.AutoIndexer.Mode, "targets", len(cfg.Targets))
 	if opts.Ready != nil {

@@ -35,6 +35,12 @@ type Scorer struct {
 
 	mu    sync.Mutex
 	dirty map[string]bool
+	// removalsDirty: table statistics arrived; only removals need a look.
+	removalsDirty map[string]bool
+	// sentRemovals remembers the removal events published per target, so
+	// the same proposal is not republished on every statistics poll (its
+	// id is deterministic, so a repeat after a restart is harmless).
+	sentRemovals map[string]map[string]bool
 }
 
 // New returns a scorer on d.
@@ -42,7 +48,7 @@ func New(d stage.Deps) (*Scorer, error) {
 	if err := d.Check(); err != nil {
 		return nil, err
 	}
-	s := &Scorer{deps: d, dirty: map[string]bool{}}
+	s := &Scorer{deps: d, dirty: map[string]bool{}, removalsDirty: map[string]bool{}, sentRemovals: map[string]map[string]bool{}}
 	// Score every target once after a start: the workload in the control
 	// database may have changed while no scorer ran.
 	for _, t := range d.Targets.Names() {
@@ -103,30 +109,45 @@ func (s *Scorer) markDirty(target string) {
 	s.mu.Unlock()
 }
 
-// takeDirty returns and clears the targets to score, in name order.
-func (s *Scorer) takeDirty() []string {
+func (s *Scorer) markRemovalsDirty(target string) {
+	s.mu.Lock()
+	s.removalsDirty[target] = true
+	s.mu.Unlock()
+}
+
+// takeDirty returns and clears the targets to score and, apart from
+// those, the targets whose removals only need a look, in name order.
+func (s *Scorer) takeDirty() (full, removalsOnly []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]string, 0, len(s.dirty))
 	for t := range s.dirty {
-		out = append(out, t)
+		full = append(full, t)
+	}
+	for t := range s.removalsDirty {
+		if !s.dirty[t] {
+			removalsOnly = append(removalsOnly, t)
+		}
 	}
 	s.dirty = map[string]bool{}
-	sort.Strings(out)
-	return out
+	s.removalsDirty = map[string]bool{}
+	sort.Strings(full)
+	sort.Strings(removalsOnly)
+	return full, removalsOnly
 }
 
 // ScoreDirty scores every target whose workload changed and publishes the
-// candidates. A target that fails is logged and marked dirty again; it never
-// stops the others.
+// candidates and removal proposals, then looks for removals on the targets
+// whose statistics changed. A target that fails is logged and marked dirty
+// again; it never stops the others.
 func (s *Scorer) ScoreDirty(ctx context.Context) {
-	for _, target := range s.takeDirty() {
+	full, removalsOnly := s.takeDirty()
+	for _, target := range full {
 		if ctx.Err() != nil {
 			return
 		}
-		cands, err := s.ScoreTarget(ctx, target)
-		if err == nil && len(cands) > 0 {
-			err = s.deps.Bus.Publish(ctx, Name, "", cands...)
+		rep, err := s.Score(ctx, target, Options{})
+		if err == nil {
+			err = s.publish(ctx, target, rep.Chosen, rep.Removals)
 		}
 		if err != nil {
 			if ctx.Err() == nil {
@@ -135,8 +156,63 @@ func (s *Scorer) ScoreDirty(ctx context.Context) {
 			}
 			continue
 		}
-		s.deps.Logger.Info("scored target", "target", target, "candidates", len(cands))
+		s.deps.Logger.Info("scored target", "target", target, "candidates", len(rep.Chosen), "removals", len(rep.Removals))
 	}
+	for _, target := range removalsOnly {
+		if ctx.Err() != nil {
+			return
+		}
+		err := func() error {
+			pool, err := s.deps.Targets.Pool(ctx, target)
+			if err != nil {
+				return err
+			}
+			rm, err := s.removals(ctx, pool, target, s.deps.Config.Scorer.FormulaVersion)
+			if err != nil {
+				return err
+			}
+			return s.publish(ctx, target, nil, rm)
+		}()
+		if err != nil && ctx.Err() == nil {
+			s.deps.Logger.Warn("look for removals", "target", target, "error", err.Error())
+			s.markRemovalsDirty(target)
+		}
+	}
+}
+
+// publish sends the candidates, and the removal proposals not yet sent by
+// this process.
+func (s *Scorer) publish(ctx context.Context, target string, chosen []*events.IndexCandidateScored, removals []*events.IndexRemovalProposed) error {
+	out := make([]events.Payload, 0, len(chosen)+len(removals))
+	for _, c := range chosen {
+		out = append(out, c)
+	}
+	s.mu.Lock()
+	sent := s.sentRemovals[target]
+	if sent == nil {
+		sent = map[string]bool{}
+		s.sentRemovals[target] = sent
+	}
+	var fresh []string
+	for _, r := range removals {
+		if id := r.EventID(); !sent[id] {
+			out = append(out, r)
+			fresh = append(fresh, id)
+		}
+	}
+	s.mu.Unlock()
+	if len(out) == 0 {
+		return nil
+	}
+	if err := s.deps.Bus.Publish(ctx, Name, "", out...); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for _, id := range fresh {
+		sent[id] = true
+	}
+	s.mu.Unlock()
+	return nil
 }
 
 // HandleQueryStat stores one statement delta. The row's natural key
@@ -175,7 +251,12 @@ func (s *Scorer) HandleTableStat(ctx context.Context, env events.Envelope, p eve
 	if err != nil {
 		return nil, bus.Permanent(err)
 	}
-	_, err = s.deps.Control.Exec(ctx, `/* indexpilot:scorer */
+	tx, err := s.deps.Control.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store tablestat %s: %w", env.ID, err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	_, err = tx.Exec(ctx, `/* indexpilot:scorer */
 insert into indexpilot.table_stats (target, schema_name, table_name, observed_at, stats)
 values ($1, $2, $3, $4, $5)
 on conflict (target, schema_name, table_name) do update
@@ -185,6 +266,37 @@ on conflict (target, schema_name, table_name) do update
 	if err != nil {
 		return nil, classify(fmt.Errorf("store tablestat %s: %w", env.ID, err))
 	}
+	_, err = tx.Exec(ctx, `/* indexpilot:scorer */
+insert into indexpilot.table_stat_samples (target, schema_name, table_name, observed_at, inserts, updates, hot_updates, deletes)
+values ($1, $2, $3, $4, $5, $6, $7, $8)
+on conflict do nothing`, ts.Target, ts.Schema, ts.Table, ts.ObservedAt, ts.Inserts, ts.Updates, ts.HotUpdates, ts.Deletes)
+	if err != nil {
+		return nil, classify(fmt.Errorf("store tablestat sample %s: %w", env.ID, err))
+	}
+	// Index usage: a scan counter that changed (up, or back after a
+	// statistics reset), or a reset reported by the collector, restarts
+	// the unused period. An older observation
+	// arriving late changes nothing.
+	for _, ix := range ts.Indexes {
+		_, err = tx.Exec(ctx, `/* indexpilot:scorer */
+insert into indexpilot.index_usage (target, schema_name, table_name, index_name, first_seen_at, observed_at, scans, scans_changed_at)
+values ($1, $2, $3, $4, $5, $5, $6, $5)
+on conflict (target, schema_name, index_name) do update
+   set table_name = excluded.table_name, observed_at = excluded.observed_at, scans = excluded.scans,
+       scans_changed_at = case when indexpilot.index_usage.scans <> excluded.scans then excluded.observed_at
+                               -- A statistics reset since: scans before it are lost, the period restarts there.
+                               when $7::timestamptz > indexpilot.index_usage.scans_changed_at then $7::timestamptz
+                               else indexpilot.index_usage.scans_changed_at end
+ where indexpilot.index_usage.observed_at < excluded.observed_at`,
+			ts.Target, ts.Schema, ts.Table, ix.Name, ts.ObservedAt, ix.Scans, ts.StatsResetAt)
+		if err != nil {
+			return nil, classify(fmt.Errorf("store index usage %s: %w", env.ID, err))
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, classify(fmt.Errorf("store tablestat %s: %w", env.ID, err))
+	}
+	s.markRemovalsDirty(ts.Target)
 	return nil, nil
 }
 

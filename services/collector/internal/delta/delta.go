@@ -58,6 +58,11 @@ type Row struct {
 	TopLevel bool
 	// Query is the normalized text ("" when unreadable).
 	Query string
+	// StatsSince is when the entry started counting (pg_stat_statements
+	// 1.11, PostgreSQL 17+; zero before). When it changes, the entry was
+	// evicted or reset and came back, even if its counters are now higher
+	// than before, so the row is baselined again.
+	StatsSince time.Time
 	Counters
 }
 
@@ -77,9 +82,14 @@ type rowKey struct {
 	topLevel bool
 }
 
+type rowState struct {
+	Counters
+	statsSince time.Time
+}
+
 type statement struct {
 	since time.Time
-	rows  map[rowKey]Counters
+	rows  map[rowKey]rowState
 }
 
 // Baseline is what the collector remembers of one target between polls:
@@ -111,8 +121,10 @@ func (b *Baseline) Statements() int {
 //     statement is re-baselined;
 //   - the query id was not in prev (first sight of a statement);
 //   - for one row only: it was not in prev (first sight of that user or
-//     nesting level), or any of its counters went down (evicted and back,
-//     or reset alone); the other rows of the statement still count.
+//     nesting level), its StatsSince changed (PostgreSQL 17+: evicted or
+//     reset and back, whatever its counters say), or any of its counters
+//     went down (evicted and back, or reset alone); the other rows of the
+//     statement still count.
 //
 // So a delta is never negative and never counts the same call twice.
 // WindowStart is the time the statement was last baselined or published
@@ -146,11 +158,11 @@ func Compute(target string, prev *Baseline, cur Sample) ([]*events.QueryStatObse
 		}
 		st := next.stmts[r.QueryID]
 		if st == nil {
-			st = &statement{since: cur.At, rows: map[rowKey]Counters{}}
+			st = &statement{since: cur.At, rows: map[rowKey]rowState{}}
 			next.stmts[r.QueryID] = st
 		}
 		k := rowKey{userID: r.UserID, topLevel: r.TopLevel}
-		st.rows[k] = r.Counters
+		st.rows[k] = rowState{Counters: r.Counters, statsSince: r.StatsSince}
 
 		s := sums[r.QueryID]
 		if s == nil {
@@ -167,10 +179,10 @@ func Compute(target string, prev *Baseline, cur Sample) ([]*events.QueryStatObse
 		}
 		s.since = old.since
 		oldRow, ok := old.rows[k]
-		if !ok {
+		if !ok || !oldRow.statsSince.Equal(r.StatsSince) {
 			continue
 		}
-		if d, ok := r.Counters.sub(oldRow); ok {
+		if d, ok := r.Counters.sub(oldRow.Counters); ok {
 			s.c.add(d)
 		}
 	}
@@ -211,7 +223,7 @@ func (b *Baseline) Restore(prev *Baseline, queryID string) {
 		return
 	}
 	old := prev.stmts[queryID]
-	rows := make(map[rowKey]Counters, len(old.rows))
+	rows := make(map[rowKey]rowState, len(old.rows))
 	for k, c := range old.rows {
 		rows[k] = c
 	}

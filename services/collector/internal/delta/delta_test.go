@@ -163,3 +163,23 @@ func TestNoQueryIDIgnored(t *testing.T) {
 	_, b := Compute("main", nil, sample(t0, hidden))
 	require.Zero(t, b.Statements())
 }
+
+func TestStatsSinceChangeRebaselinesEvenWithHigherCounters(t *testing.T) {
+	since0 := t0.Add(-time.Hour)
+	r := row("42", 10, 100, 50)
+	r.StatsSince = since0
+	_, b := Compute("main", nil, sample(t0, r))
+
+	// Evicted and back with more calls than before: on PostgreSQL 17 the
+	// new stats_since gives it away, so this is a baseline, not +20 calls.
+	back := row("42", 10, 120, 60)
+	back.StatsSince = t0.Add(10 * time.Second)
+	evs, b := Compute("main", b, sample(t1, back))
+	require.Empty(t, evs, "a changed stats_since must rebaseline the row, got %+v", evs)
+
+	more := row("42", 10, 125, 61)
+	more.StatsSince = back.StatsSince
+	evs, _ = Compute("main", b, sample(t2, more))
+	require.Len(t, evs, 1)
+	require.Equal(t, int64(5), evs[0].Calls)
+}

@@ -2,6 +2,7 @@ package pgstat
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/indexpilot/indexpilot/events"
 	"github.com/indexpilot/indexpilot/pkg/pgtest"
+	"github.com/indexpilot/indexpilot/pkg/postgres"
 )
 
 func TestProbeAndReadStatements(t *testing.T) {
@@ -74,7 +76,7 @@ func TestReadTables(t *testing.T) {
 	var got []*events.TableStatObserved
 	require.Eventually(t, func() bool {
 		var err error
-		got, err = ReadTables(ctx, db.Pool, "main", at)
+		got, err = ReadTables(ctx, db.Pool, "main", 0, at)
 		require.NoError(t, err)
 		for _, ts := range got {
 			if ts.Table == "orders" {
@@ -104,7 +106,9 @@ func TestReadTables(t *testing.T) {
 	require.Equal(t, events.IndexStat{
 		Name: "orders_pkey", Definition: "CREATE UNIQUE INDEX orders_pkey ON public.orders USING btree (id)",
 		Scans: pk.Scans, SizeBytes: pk.SizeBytes, Valid: true, Primary: true, Unique: true,
+		TuplesRead: pk.TuplesRead, TuplesFetched: pk.TuplesFetched, Constraint: true, LastScanAt: pk.LastScanAt,
 	}, pk)
+	require.False(t, uq.Constraint, "a unique index made by CREATE INDEX backs no constraint")
 	require.Positive(t, pk.SizeBytes)
 	require.True(t, uq.Unique)
 	require.False(t, uq.Primary)
@@ -124,7 +128,7 @@ func TestReadTablesUsesAnalyzedWidth(t *testing.T) {
 		"insert into notes select g, repeat('x', 100) from generate_series(1, 50) g",
 		"analyze notes",
 	)
-	got, err := ReadTables(context.Background(), db.Pool, "main", time.Now())
+	got, err := ReadTables(context.Background(), db.Pool, "main", 0, time.Now())
 	require.NoError(t, err)
 	require.Len(t, got, 1)
 	// 4 for the int, 101 for a 100-byte text (1-byte varlena header).
@@ -145,8 +149,123 @@ func TestReadTablesSkipsExclusivelyLockedTables(t *testing.T) {
 
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	got, err := ReadTables(qctx, db.Pool, "main", time.Now())
+	got, err := ReadTables(qctx, db.Pool, "main", 0, time.Now())
 	require.NoError(t, err, "a locked table must not block the read")
 	require.Len(t, got, 1)
 	require.Equal(t, "calm", got[0].Table)
+}
+
+func TestReadTablesIndexFlagsAndScans(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDatabase(t)
+	ctx := context.Background()
+	db.Exec(t,
+		"create extension if not exists btree_gist",
+		"create table rooms (id bigint not null, code text not null, during tsrange not null, note text)",
+		"alter table rooms add constraint rooms_code_key unique (code)",
+		"create unique index rooms_id_idx on rooms (id)",
+		"alter table rooms replica identity using index rooms_id_idx",
+		"alter table rooms add constraint rooms_no_overlap exclude using gist (id with =, during with &&)",
+		"create index rooms_note_idx on rooms (note)",
+		"insert into rooms select g, 'c' || g, tsrange('2026-01-01'::timestamp + g * interval '1 day', '2026-01-01'::timestamp + (g + 1) * interval '1 day') from generate_series(1, 50) g",
+		"set enable_seqscan = off; select count(*) from rooms where code = 'c7'; select pg_stat_force_next_flush()",
+	)
+	var got []*events.TableStatObserved
+	require.Eventually(t, func() bool {
+		var err error
+		got, err = ReadTables(ctx, db.Pool, "main", 0, time.Now())
+		require.NoError(t, err)
+		for _, ix := range got[0].Indexes {
+			if ix.Name == "rooms_code_key" && ix.Scans > 0 {
+				return true
+			}
+		}
+		return false
+	}, 15*time.Second, 100*time.Millisecond, "the scan of rooms_code_key never showed up")
+	require.Len(t, got, 1)
+	byName := map[string]events.IndexStat{}
+	for _, ix := range got[0].Indexes {
+		byName[ix.Name] = ix
+	}
+	code := byName["rooms_code_key"]
+	require.True(t, code.Constraint && code.Unique && !code.ReplicaIdentity && !code.Exclusion, "%+v", code)
+	require.Positive(t, code.TuplesRead)
+	id := byName["rooms_id_idx"]
+	require.True(t, id.ReplicaIdentity && id.Unique && !id.Constraint, "%+v", id)
+	ex := byName["rooms_no_overlap"]
+	require.True(t, ex.Exclusion && ex.Constraint && !ex.Unique, "%+v", ex)
+	note := byName["rooms_note_idx"]
+	require.False(t, note.Constraint || note.Unique || note.Primary || note.ReplicaIdentity || note.Exclusion, "%+v", note)
+	require.Zero(t, note.Scans)
+	require.Nil(t, note.LastScanAt, "never scanned: no last scan time")
+
+	v, err := postgres.ServerVersion(ctx, db.Pool)
+	require.NoError(t, err)
+	if v >= 160000 {
+		require.NotNil(t, code.LastScanAt, "PostgreSQL 16+ reports the last index scan")
+	} else {
+		require.Nil(t, code.LastScanAt)
+	}
+}
+
+func TestStatementsSQLPerVersion(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		server    int
+		ext       string
+		wantSince bool
+	}{
+		{140012, "1.9", false},
+		{150020, "1.10", false},
+		{160008, "1.10", false},
+		{170004, "1.11", true},
+		{170004, "1.10", false}, // PostgreSQL 17 with the extension not yet updated
+		{180000, "1.12", true},
+	} {
+		sql := StatementsSQL(tc.server, tc.ext, "public")
+		require.True(t, strings.HasPrefix(sql, "/* indexpilot:collector */"), "marker first: %s", sql)
+		require.Contains(t, sql, `from "public"."pg_stat_statements" s`)
+		for _, col := range []string{"s.queryid", "s.userid", "s.toplevel", "s.calls", "s.total_exec_time", "s.shared_blks_hit", "s.shared_blks_read"} {
+			require.Contains(t, sql, col, "server %d", tc.server)
+		}
+		require.NotContains(t, sql, "blk_read_time", "renamed in PostgreSQL 17: never read")
+		if tc.wantSince {
+			require.Contains(t, sql, "s.stats_since", "server %d ext %s", tc.server, tc.ext)
+		} else {
+			require.NotContains(t, sql, "s.stats_since", "server %d ext %s", tc.server, tc.ext)
+			require.Contains(t, sql, "null::timestamptz")
+		}
+	}
+}
+
+func TestTablesSQLPerVersion(t *testing.T) {
+	t.Parallel()
+	for _, v := range []int{140012, 150020, 160008, 170004} {
+		sql := TablesSQL(v)
+		require.True(t, strings.HasPrefix(sql, "/* indexpilot:collector */"))
+		require.Contains(t, sql, "indisreplident")
+		require.Contains(t, sql, "stats_reset")
+		if v >= 160000 {
+			require.Contains(t, sql, "s.last_seq_scan")
+			require.Contains(t, sql, "si.last_idx_scan")
+		} else {
+			require.NotContains(t, sql, "last_seq_scan", "version %d", v)
+			require.NotContains(t, sql, "last_idx_scan", "version %d", v)
+		}
+	}
+}
+
+func TestReadStatementsStatsResetIsReadOn15(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDatabase(t)
+	db.RequireExtension(t, "pg_stat_statements")
+	ctx := context.Background()
+	src, err := ProbeStatements(ctx, db.Pool)
+	require.NoError(t, err)
+	require.True(t, src.Usable)
+	require.GreaterOrEqual(t, src.ServerVersion, 140000)
+	require.NotEmpty(t, src.ExtVersion)
+	// Runs whatever SQL StatementsSQL chose for the local server.
+	_, err = ReadStatements(ctx, db.Pool, src, time.Now())
+	require.NoError(t, err)
 }

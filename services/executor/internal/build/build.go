@@ -57,6 +57,12 @@ type Options struct {
 	// CleanupTimeout bounds dropping an INVALID leftover after a failure or
 	// a cancellation (which runs even though the caller's context is done).
 	CleanupTimeout time.Duration
+	// OnStart, when set, is called with the server pid of the build's
+	// session just before each CREATE INDEX CONCURRENTLY starts (once per
+	// partition on a partitioned table), so that a watcher can follow its
+	// progress in pg_stat_progress_create_index or cancel it with
+	// pg_cancel_backend.
+	OnStart func(table string, pid uint32)
 }
 
 func (o Options) withDefaults() Options {
@@ -187,6 +193,13 @@ func Build(ctx context.Context, pool *pgxpool.Pool, spec events.IndexSpec, opts 
 		start: start,
 	}
 	b.ddl = indexdef.CreateSQL(spec, b.name, true)
+	kind, err := relKind(ctx, pool, spec.Schema, spec.Table)
+	if err != nil {
+		return Result{}, newError(ctx, "read table kind", err)
+	}
+	if kind == "p" {
+		return b.runPartitioned(ctx, pool)
+	}
 	return b.run(ctx)
 }
 
@@ -326,6 +339,9 @@ func (b *builder) run(ctx context.Context) (Result, error) {
 		res.DroppedLeftover = true
 	}
 
+	if b.opts.OnStart != nil {
+		b.opts.OnStart(b.spec.Table, conn.PgConn().PID())
+	}
 	if _, err := conn.Exec(ctx, marker+b.ddl); err != nil {
 		e := newError(ctx, "create index", err)
 		e.LeftoverRemains = !b.cleanup(ctx, conn)

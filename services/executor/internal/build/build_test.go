@@ -358,3 +358,160 @@ func TestLockKeyIsStableAndPerTable(t *testing.T) {
 	require.NotEqual(t, build.LockKey("public", "a"), build.LockKey("public", "b"))
 	require.NotEqual(t, build.LockKey("public", "a"), build.LockKey("other", "a"))
 }
+
+// newPartitioned creates public.events partitioned by range of id into
+// three partitions (one of them itself partitioned by list of kind).
+func newPartitioned(t *testing.T) *pgtest.Database {
+	t.Helper()
+	db := pgtest.NewDatabase(t)
+	db.Exec(t,
+		"create table public.events (id bigint not null, kind int not null, tenant_id int not null) partition by range (id)",
+		"create table public.events_1 partition of public.events for values from (0) to (10000)",
+		"create table public.events_2 partition of public.events for values from (10000) to (20000)",
+		"create table public.events_3 partition of public.events for values from (20000) to (maxvalue) partition by list (kind)",
+		"create table public.events_3a partition of public.events_3 for values in (0)",
+		"create table public.events_3b partition of public.events_3 default",
+		"insert into public.events select g, g % 3, g % 50 from generate_series(1, 30000) g",
+		"analyze public.events")
+	return db
+}
+
+// attachedTree returns every index in the partition tree of the parent
+// index name, with its validity.
+func attachedTree(t *testing.T, db *pgtest.Database, name string) map[string]bool {
+	t.Helper()
+	rows, err := db.Pool.Query(context.Background(), `select c.relname, x.indisvalid
+  from pg_partition_tree(to_regclass($1)) p join pg_class c on c.oid = p.relid join pg_index x on x.indexrelid = p.relid`,
+		"public."+postgres.Ident(name))
+	require.NoError(t, err)
+	out := map[string]bool{}
+	for rows.Next() {
+		var n string
+		var v bool
+		require.NoError(t, rows.Scan(&n, &v))
+		out[n] = v
+	}
+	require.NoError(t, rows.Err())
+	return out
+}
+
+func TestBuildOnPartitionedTableBuildsEachPartitionAndAttaches(t *testing.T) {
+	t.Parallel()
+	db := newPartitioned(t)
+	ctx := context.Background()
+	s := spec("events", "tenant_id")
+	var started []string
+	res, err := build.Build(ctx, db.Pool, s, build.Options{OnStart: func(table string, pid uint32) {
+		require.NotZero(t, pid)
+		started = append(started, table)
+	}})
+	require.NoError(t, err)
+	require.Equal(t, indexdef.Name(s), res.Name)
+	require.False(t, res.AlreadyExisted)
+	require.Contains(t, res.DDL, "ON ONLY")
+	require.Contains(t, res.DDL, "ATTACH PARTITION")
+	require.ElementsMatch(t, []string{"events_1", "events_2", "events_3a", "events_3b"}, started,
+		"every leaf partition gets its own concurrent build")
+
+	tree := attachedTree(t, db, res.Name)
+	require.Len(t, tree, 6, "parent, the sub-partitioned parent and four leaves: %v", tree)
+	for n, v := range tree {
+		require.True(t, v, "index %s in the tree is not valid", n)
+	}
+	used, err := build.UsesIndex(ctx, db.Pool, "SELECT id FROM public.events WHERE tenant_id = $1", "public", res.Name)
+	require.NoError(t, err)
+	require.True(t, used, "the plan uses the partitions' indexes")
+
+	again, err := build.Build(ctx, db.Pool, s, build.Options{})
+	require.NoError(t, err)
+	require.True(t, again.AlreadyExisted)
+
+	dropped, err := build.Drop(ctx, db.Pool, "public", res.Name, build.DropOptions{})
+	require.NoError(t, err)
+	require.True(t, dropped.Existed)
+	require.Empty(t, attachedTree(t, db, res.Name), "dropping the parent index drops the whole tree")
+}
+
+func TestBuildOnPartitionedTableResumesAfterInterruption(t *testing.T) {
+	t.Parallel()
+	db := newPartitioned(t)
+	ctx := context.Background()
+	s := spec("events", "kind", "tenant_id")
+	name := indexdef.Name(s)
+
+	// An earlier run built one partition and created the parent index, then
+	// died before attaching anything.
+	first, err := build.Build(ctx, db.Pool, spec("events_1", "kind", "tenant_id"), build.Options{})
+	require.NoError(t, err)
+	db.Exec(t, "create index "+postgres.Ident(name)+" on only public.events (kind, tenant_id)")
+	before := indexOID(t, db, first.Name)
+	parent := indexOID(t, db, name)
+	require.False(t, indexes(t, db, "events")[name])
+
+	res, err := build.Build(ctx, db.Pool, s, build.Options{})
+	require.NoError(t, err)
+	require.Equal(t, name, res.Name)
+	require.Equal(t, parent, indexOID(t, db, name), "the parent index is completed, not rebuilt")
+	require.Equal(t, before, indexOID(t, db, first.Name), "the built partition's index is reused")
+	require.True(t, indexes(t, db, "events")[name])
+	tree := attachedTree(t, db, name)
+	require.Len(t, tree, 6)
+	require.Contains(t, tree, first.Name)
+}
+
+func TestUsesIndexPlansWithoutRunning(t *testing.T) {
+	t.Parallel()
+	db := newTable(t, "contacts", 20000)
+	ctx := context.Background()
+	s := spec("contacts", "email")
+	res, err := build.Build(ctx, db.Pool, s, build.Options{})
+	require.NoError(t, err)
+	used, err := build.UsesIndex(ctx, db.Pool, "SELECT id FROM public.contacts WHERE email = $1", "public", res.Name)
+	require.NoError(t, err)
+	require.True(t, used)
+	used, err = build.UsesIndex(ctx, db.Pool, "SELECT id FROM public.contacts WHERE note = $1", "public", res.Name)
+	require.NoError(t, err)
+	require.False(t, used)
+	// A DELETE is planned, never run.
+	used, err = build.UsesIndex(ctx, db.Pool, "DELETE FROM public.contacts WHERE email = $1", "public", res.Name)
+	require.NoError(t, err)
+	require.True(t, used)
+	var n int
+	require.NoError(t, db.Pool.QueryRow(ctx, "select count(*) from public.contacts").Scan(&n))
+	require.Equal(t, 20000, n)
+	_, err = build.UsesIndex(ctx, db.Pool, "SELECT nope FROM public.contacts", "public", res.Name)
+	require.Error(t, err)
+}
+
+func TestDropRecordsDefinitionAndRefusesProtected(t *testing.T) {
+	t.Parallel()
+	db := newTable(t, "contacts", 1000)
+	ctx := context.Background()
+	db.Exec(t, "create index users_email on public.contacts (email) where note is not null",
+		"create unique index users_uniq on public.contacts (email, id)")
+
+	var recorded string
+	res, err := build.Drop(ctx, db.Pool, "public", "users_email", build.DropOptions{RefuseProtected: true,
+		BeforeDrop: func(_ context.Context, table, def string) error { recorded = def; return nil }})
+	require.NoError(t, err)
+	require.True(t, res.Existed)
+	require.Equal(t, "contacts", res.Table)
+	require.Equal(t, "CREATE INDEX users_email ON public.contacts USING btree (email) WHERE (note IS NOT NULL)", res.Definition)
+	require.Equal(t, res.Definition, recorded)
+	require.Contains(t, res.DDL, "DROP INDEX CONCURRENTLY")
+	_, ok := indexes(t, db, "contacts")["users_email"]
+	require.False(t, ok)
+
+	again, err := build.Drop(ctx, db.Pool, "public", "users_email", build.DropOptions{})
+	require.NoError(t, err)
+	require.False(t, again.Existed)
+
+	for _, name := range []string{"users_uniq", "contacts_pkey"} {
+		_, err = build.Drop(ctx, db.Pool, "public", name, build.DropOptions{RefuseProtected: true})
+		be := buildErr(t, err)
+		require.True(t, be.Permanent())
+		require.ErrorIs(t, err, build.ErrProtected)
+		_, ok = indexes(t, db, "contacts")[name]
+		require.True(t, ok)
+	}
+}

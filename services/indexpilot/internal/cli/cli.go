@@ -9,16 +9,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 
 	"github.com/indexpilot/indexpilot/pkg/config"
 	"github.com/indexpilot/indexpilot/pkg/telemetry"
+	"github.com/indexpilot/indexpilot/services/adapters"
 	"github.com/indexpilot/indexpilot/services/collector"
-	"github.com/indexpilot/indexpilot/services/executor"
-	"github.com/indexpilot/indexpilot/services/gatekeeper"
 	"github.com/indexpilot/indexpilot/services/indexpilot"
-	"github.com/indexpilot/indexpilot/services/scorer"
 )
 
 const usage = `usage: indexpilot [--config FILE] <command> [flags]
@@ -26,12 +25,21 @@ const usage = `usage: indexpilot [--config FILE] <command> [flags]
 commands:
   run               run all four stages in one process (the embedded default)
   init              create or upgrade the indexpilot schema in the control database
+                    (--target NAME: create indexpilot.query_stats and its publication in a target)
+  reload            make running collectors re-read their configuration (targets)
+  uninstall         --target NAME: drop a target's replication slot and publication
   demo              build a demo database, show advisory recommendations, then apply them
   recommendations   list recommendations (--json, --state, --target)
   status            summary of recommendations, builds and workload per target
+  report            what was recommended, built, validated (before/after), reverted, removed (--json, --target, --since)
+  restore           recreate an index the executor removed: restore <removal-id>
+  bypass            show or set the 4-level bypass and the emergency stop (bypass show|set|stop|resume)
+  approve|reject    approve or reject a recommendation by id (reject needs --reason)
   check-config      validate the configuration and print it with secrets redacted
+  replay            re-score the retained workload (--since, --formula, --json, --emit)
   collector|scorer|gatekeeper|executor
                     run one stage on its own (use bus.transport: kafka)
+  adapters          run the monitoring adapters on their own (Prometheus /metrics, DogStatsD, OTLP)
 
 The configuration is indexpilot_config.yaml (or --config / INDEXPILOT_CONFIG),
 then INDEXPILOT_* environment variables; INDEXPILOT_DATABASE_URL is the control
@@ -82,6 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cmd, cargs := rest[0], rest[1:]
 	load := func() (config.Config, error) { return config.Load(*cfgPath, nil) }
+	ctx = collector.WithConfigLoader(ctx, load)
 
 	switch cmd {
 	case "help", "-h", "--help":
@@ -97,9 +106,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return recommendations(ctx, load, cargs, stdout)
 	case "status":
 		return status(ctx, load, cargs, stdout)
+	case "report":
+		return reportCmd(ctx, load, cargs, stdout)
+	case "restore":
+		return restoreCmd(ctx, load, cargs, stdout)
+	case "bypass":
+		return bypassCmd(ctx, load, cargs, stdout)
+	case "approve", "reject":
+		return approveCmd(ctx, load, cmd, cargs, stdout)
+	case "reload":
+		return reloadCmd(ctx, load, cargs, stdout)
+	case "uninstall":
+		return uninstallCmd(ctx, load, cargs, stdout)
 	case "demo":
 		return demoCmd(ctx, *cfgPath, cargs, stdout, stderr)
-	case "collector", "scorer", "gatekeeper", "executor":
+	case "replay":
+		return replay(ctx, load, cargs, stdout, stderr)
+	case "collector", "scorer", "gatekeeper", "executor", "adapters":
 		if err := noArgs(cmd, cargs); err != nil {
 			return err
 		}
@@ -107,16 +130,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		switch cmd {
-		case "collector":
-			return collector.Run(ctx, cfg)
-		case "scorer":
-			return scorer.Run(ctx, cfg)
-		case "gatekeeper":
-			return gatekeeper.Run(ctx, cfg)
-		default:
-			return executor.Run(ctx, cfg)
-		}
+		return runStage(ctx, cfg, cmd)
 	}
 	return usageError{fmt.Sprintf("unknown command %q", cmd)}
 }
@@ -171,5 +185,12 @@ func runAll(ctx context.Context, load func() (config.Config, error), args []stri
 		}
 	}
 	logger := telemetry.NewLogger(cfg.Log, stderr, "")
-	return indexpilot.RunAll(ctx, cfg, logger, indexpilot.Options{})
+	tel, err := adapters.Setup(ctx, cfg, "indexpilot", adapters.SetupOptions{})
+	if err != nil {
+		return err
+	}
+	defer shutdownTelemetry(tel)
+	return indexpilot.RunAll(ctx, cfg, logger, indexpilot.Options{
+		Handlers: map[string]http.Handler{"/metrics": tel.MetricsHandler()},
+	})
 }

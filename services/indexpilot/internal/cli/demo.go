@@ -114,6 +114,11 @@ func demoCmd(ctx context.Context, cfgPath string, args []string, stdout, stderr 
 	cfg.Collector.Interval = time.Second
 	cfg.Scorer.Interval = time.Second
 	cfg.Executor.PollInterval = 250 * time.Millisecond
+	// The demo database is a few tens of MB, so the default budgets (10 %
+	// of the database) would cut the set short; a real database is not.
+	cfg.Scorer.StorageBudgetMB = 512
+	cfg.Gatekeeper.Storage.MaxMB = 512
+	cfg.Gatekeeper.Storage.MaxPctOfDatabase = 0
 	logOut := io.Discard
 	if *verbose {
 		logOut = stderr
@@ -121,7 +126,7 @@ func demoCmd(ctx context.Context, cfgPath string, args []string, stdout, stderr 
 	logger := telemetry.NewLogger(config.Log{Level: "info", Format: "text"}, logOut, "")
 
 	// 2. Advisory.
-	step("phase 1: the pipeline in advisory mode (records recommendations, builds nothing)")
+	step("phase 1: the pipeline in advisory mode (records recommendations, builds nothing); storage budget %d MB for this small database", cfg.Scorer.StorageBudgetMB)
 	cfg.Features.AutoIndexer.Mode = config.ModeAdvisory
 	if err := demoPhase(ctx, cfg, logger, pool, stmts, *per, stdout, func(ctx context.Context) (bool, string, error) {
 		var n int

@@ -33,14 +33,23 @@ func connect(ctx context.Context, load func() (config.Config, error)) (config.Co
 }
 
 func initCmd(ctx context.Context, load func() (config.Config, error), args []string, stdout io.Writer) error {
-	if err := noArgs("init", args); err != nil {
-		return err
+	fs := flag.NewFlagSet("init", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	target := fs.String("target", "", "also create indexpilot.query_stats and its publication in this target")
+	if err := fs.Parse(args); err != nil {
+		return usageError{"init: " + err.Error()}
 	}
-	_, pool, err := connect(ctx, load)
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("init: unexpected argument %q", fs.Arg(0))}
+	}
+	cfg, pool, err := connect(ctx, load)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
+	if *target != "" {
+		return initTarget(ctx, cfg, *target, stdout)
+	}
 	res, err := metadata.Migrate(ctx, pool)
 	if err != nil {
 		return err
@@ -58,6 +67,7 @@ type Recommendation struct {
 	Target             string                      `json:"target"`
 	State              string                      `json:"state"`
 	Reason             string                      `json:"reason"`
+	Detail             string                      `json:"detail,omitempty"`
 	IndexName          string                      `json:"index_name"`
 	Index              events.IndexSpec            `json:"index"`
 	DDL                string                      `json:"ddl"`
@@ -76,7 +86,7 @@ var validStates = map[string]bool{"proposed": true, "approved": true, "deferred"
 // filtered by state and target.
 func ListRecommendations(ctx context.Context, q postgres.Querier, state, target string) ([]Recommendation, error) {
 	rows, err := q.Query(ctx, `/* indexpilot:cli */
-select r.id::text, r.target, r.state, r.reason, r.index_name, r.index_spec, r.max_improvement_pct,
+select r.id::text, r.target, r.state, r.reason, coalesce(r.detail, ''), r.index_name, r.index_spec, r.max_improvement_pct,
        r.estimated_size_bytes, r.formula_version, r.evidence, r.created_at, r.updated_at
   from indexpilot.recommendations r
  where ($1 = '' or r.state = $1) and ($2 = '' or r.target = $2)
@@ -86,7 +96,7 @@ select r.id::text, r.target, r.state, r.reason, r.index_name, r.index_spec, r.ma
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Recommendation, error) {
 		var r Recommendation
-		err := row.Scan(&r.ID, &r.Target, &r.State, &r.Reason, &r.IndexName, &r.Index, &r.MaxImprovementPct,
+		err := row.Scan(&r.ID, &r.Target, &r.State, &r.Reason, &r.Detail, &r.IndexName, &r.Index, &r.MaxImprovementPct,
 			&r.EstimatedSizeBytes, &r.FormulaVersion, &r.Evidence, &r.CreatedAt, &r.UpdatedAt)
 		return r, err
 	})
@@ -141,12 +151,13 @@ func PrintRecommendations(w io.Writer, recs []Recommendation, evidence bool) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTARGET\tSTATE\tTABLE\tCOLUMNS\tBEST GAIN\tEST SIZE\tINDEX")
+	fmt.Fprintln(tw, "ID\tTARGET\tSTATE\tTABLE\tCOLUMNS\tBEST GAIN\tEST SIZE\tINDEX\tREASON")
 	for _, r := range recs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1f%%\t%s\t%s\n", r.ID[:8], r.Target, r.State, r.Index.QualifiedTable(),
-			strings.Join(r.Index.Columns, ", "), r.MaxImprovementPct, humanBytes(r.EstimatedSizeBytes), r.IndexName)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1f%%\t%s\t%s\t%s\n", r.ID[:8], r.Target, r.State, r.Index.QualifiedTable(),
+			strings.Join(r.Index.Columns, ", "), r.MaxImprovementPct, humanBytes(r.EstimatedSizeBytes), r.IndexName, r.Reason)
 	}
 	_ = tw.Flush()
+	printWhy(w, recs)
 	if !evidence {
 		return
 	}
@@ -212,7 +223,14 @@ select (select count(distinct query_id) from indexpilot.workload_stats where tar
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\n", t.Name, stmts, lw, recs, pending)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if err := printBuildProgress(ctx, pool, stdout); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "\ncollector:")
+	return printCollectorHealth(ctx, pool, cfg, stdout)
 }
 
 func ddlFor(r Recommendation) string {

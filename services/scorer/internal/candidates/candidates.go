@@ -6,6 +6,7 @@
 package candidates
 
 import (
+	"slices"
 	"sort"
 
 	"github.com/indexpilot/indexpilot/events"
@@ -22,6 +23,15 @@ type Options struct {
 	// MaxColumns caps the number of key columns of a candidate; 0 or less
 	// means DefaultMaxColumns. 1 disables multi-column candidates.
 	MaxColumns int
+	// TenantColumn, when set, is the tenant column of schema_config.yaml:
+	// for a table usage that filters on it by equality, multi-column
+	// candidates lead with it, and every other single column also gets a
+	// (tenant, column) candidate.
+	TenantColumn string
+	// Skip, when set, reports a column never to index (marked not
+	// indexable in the genome, or disabled for every tenant); a candidate
+	// that would use it is not generated.
+	Skip func(schema, table, column string) bool
 }
 
 // Input is one statement of the workload.
@@ -38,7 +48,8 @@ type Input struct {
 
 // Candidate is a proposed index and the statements it could serve.
 type Candidate struct {
-	// Spec is a btree index on plain columns, no predicate.
+	// Spec is a btree index on plain columns, or on columns then one
+	// expression key; its only possible predicate is "col IS NOT NULL".
 	Spec events.IndexSpec
 	// QueryIDs are the distinct, non-empty query ids of the statements that
 	// motivated Spec, sorted.
@@ -58,14 +69,21 @@ type Candidate struct {
 //     proposed. The sort column is the first ORDER BY column of the table
 //     that is not fixed by an equality, provided every ORDER BY column
 //     before it is;
+//   - with Options.TenantColumn, when a table usage filters on the tenant
+//     column by equality: the tenant column leads its composites, and each
+//     other single column c also gives (tenant, c);
+//   - partial variants for a usage with col IS NOT NULL: each of the
+//     above, and (col) itself, WHERE col IS NOT NULL
+//     (indexdef.NotNullPredicate);
+//   - minus candidates on a column Options.Skip rejects;
 //   - minus anything an index in existing already covers
 //     (indexdef.FindCovering: same method, leading key columns in order,
 //     same predicate, valid; an expression key never covers a column).
 //
 // existing is keyed by "schema.table" (events.IndexSpec.QualifiedTable) and
 // holds that table's indexes as indexdef.Load returns them: their Schema and
-// Table fields must be set. GROUP BY and expression usages produce no
-// candidate here. The same input always gives the same output.
+// Table fields must be set. Expression usages give expression candidates
+// (see expressions); GROUP BY produces no candidate here. The same input always gives the same output.
 func Generate(stmts []Input, existing map[string][]indexdef.Existing, opts Options) []Candidate {
 	width := opts.MaxColumns
 	if width <= 0 {
@@ -81,8 +99,23 @@ func Generate(stmts []Input, existing map[string][]indexdef.Existing, opts Optio
 			if u.Table.Schema == "" || u.Table.Name == "" {
 				continue
 			}
-			for _, cols := range columnSets(u, width) {
-				g.add(u.Table, cols, in.QueryID)
+			if opts.Skip != nil {
+				u = withoutSkipped(u, opts.Skip)
+			}
+			sets := columnSets(u, width, opts.TenantColumn)
+			for _, cols := range sets {
+				g.add(u.Table, cols, nil, "", in.QueryID)
+			}
+			for _, x := range expressions(u, opts.TenantColumn, width) {
+				g.add(u.Table, x.cols, []events.IndexExpr{x.expr}, "", in.QueryID)
+			}
+			// Partial variants: the statement only reads rows where n is
+			// not null, so an index on those rows alone serves it.
+			for _, n := range u.IsNotNull {
+				for _, cols := range sets {
+					g.add(u.Table, cols, nil, indexdef.NotNullPredicate(n), in.QueryID)
+				}
+				g.add(u.Table, []string{n}, nil, indexdef.NotNullPredicate(n), in.QueryID)
 			}
 		}
 	}
@@ -116,12 +149,14 @@ type generator struct {
 	covered map[string]bool
 }
 
-func (g *generator) add(t sqlparse.TableRef, cols []string, queryID string) {
+func (g *generator) add(t sqlparse.TableRef, cols []string, exprs []events.IndexExpr, predicate, queryID string) {
 	spec := events.IndexSpec{
-		Schema:  t.Schema,
-		Table:   t.Name,
-		Method:  "btree",
-		Columns: append([]string(nil), cols...),
+		Schema:      t.Schema,
+		Table:       t.Name,
+		Method:      "btree",
+		Columns:     append([]string(nil), cols...),
+		Expressions: exprs,
+		Predicate:   predicate,
 	}
 	key := spec.Key()
 	if g.covered[key] {
@@ -141,9 +176,62 @@ func (g *generator) add(t sqlparse.TableRef, cols []string, queryID string) {
 	}
 }
 
+// withoutSkipped returns a copy of u without the columns skip rejects. The
+// ORDER BY list stops before the first rejected column (an index cannot
+// give the order past it).
+func withoutSkipped(u *sqlparse.TableUsage, skip func(schema, table, column string) bool) *sqlparse.TableUsage {
+	off := func(c string) bool { return skip(u.Table.Schema, u.Table.Name, c) }
+	keep := func(cols []string) []string {
+		return slices.DeleteFunc(slices.Clone(cols), off)
+	}
+	c := *u
+	c.Equality, c.Range, c.IsNull, c.IsNotNull = keep(u.Equality), keep(u.Range), keep(u.IsNull), keep(u.IsNotNull)
+	c.LikePrefix, c.JoinKeys, c.GroupBy = keep(u.LikePrefix), keep(u.JoinKeys), keep(u.GroupBy)
+	c.Expressions = slices.DeleteFunc(slices.Clone(u.Expressions), func(x sqlparse.ExprUsage) bool {
+		return slices.ContainsFunc(x.Columns, off)
+	})
+	c.OrderBy = nil
+	for _, o := range u.OrderBy {
+		if off(o.Column) {
+			break
+		}
+		c.OrderBy = append(c.OrderBy, o)
+	}
+	return &c
+}
+
+type exprCandidate struct {
+	cols []string
+	expr events.IndexExpr
+}
+
+// expressions lists the expression candidates of one table usage: for an
+// equality or range predicate on f(col) with f in indexdef.ExprFunctions
+// (lower(email) = $1), an index on f(col) — led by the tenant column when
+// the usage also filters on it. LIKE and IS NULL on an expression give
+// none: a btree on lower(col) serves LIKE only under the C collation.
+func expressions(u *sqlparse.TableUsage, tenant string, width int) []exprCandidate {
+	var out []exprCandidate
+	for _, x := range u.Expressions {
+		if x.Op != sqlparse.OpEquality && x.Op != sqlparse.OpRange {
+			continue
+		}
+		fn, col, ok := indexdef.ParseExprKey(x.Expr)
+		if !ok || !slices.Contains(indexdef.ExprFunctions, fn) || len(x.Columns) != 1 || x.Columns[0] != col {
+			continue
+		}
+		e := events.IndexExpr{Function: fn, Column: col}
+		out = append(out, exprCandidate{expr: e})
+		if tenant != "" && width >= 2 && contains(u.Equality, tenant) {
+			out = append(out, exprCandidate{cols: []string{tenant}, expr: e})
+		}
+	}
+	return out
+}
+
 // columnSets lists the key-column lists one table usage motivates: the
 // single columns first, then the multi-column ones.
-func columnSets(u *sqlparse.TableUsage, width int) [][]string {
+func columnSets(u *sqlparse.TableUsage, width int, tenant string) [][]string {
 	var out [][]string
 	single := func(cols []string) {
 		for _, c := range cols {
@@ -160,13 +248,24 @@ func columnSets(u *sqlparse.TableUsage, width int) [][]string {
 	for _, o := range u.OrderBy {
 		single([]string{o.Column})
 	}
-	return append(out, composites(u, width)...)
+	if tenant != "" && width >= 2 && contains(u.Equality, tenant) {
+		n := len(out)
+		for _, cols := range out[:n] {
+			if cols[0] != tenant {
+				out = append(out, []string{tenant, cols[0]})
+			}
+		}
+	}
+	return append(out, composites(u, width, tenant)...)
 }
 
 // composites builds the multi-column lists: equality columns first, then
 // one range or sort column, never wider than width.
-func composites(u *sqlparse.TableUsage, width int) [][]string {
+func composites(u *sqlparse.TableUsage, width int, tenant string) [][]string {
 	var eq []string
+	if tenant != "" && contains(u.Equality, tenant) {
+		eq = append(eq, tenant)
+	}
 	for _, c := range u.Equality {
 		if c != "" && !contains(eq, c) {
 			eq = append(eq, c)

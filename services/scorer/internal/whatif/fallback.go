@@ -50,13 +50,17 @@ func (s *Session) StatsSize(ctx context.Context, spec events.IndexSpec) (int64, 
 		blockSize, cols int
 		width           int
 	)
-	err := s.conn.QueryRow(ctx, statsSizeSQL, spec.Schema, spec.Table, spec.Columns).Scan(&tuples, &blockSize, &cols, &width)
+	keyCols := append([]string(nil), spec.Columns...)
+	for _, e := range spec.Expressions {
+		keyCols = append(keyCols, e.Column)
+	}
+	err := s.conn.QueryRow(ctx, statsSizeSQL, spec.Schema, spec.Table, keyCols).Scan(&tuples, &blockSize, &cols, &width)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return 0, fmt.Errorf("%w: table %s does not exist", ErrInvalidIndex, spec.QualifiedTable())
 	case err != nil:
 		return 0, classify("read size statistics of "+spec.QualifiedTable(), err, nil)
-	case cols != len(spec.Columns):
+	case cols != len(keyCols):
 		return 0, fmt.Errorf("%w: %s lacks a column of the index", ErrInvalidIndex, spec.QualifiedTable())
 	case tuples < 0:
 		return 0, fmt.Errorf("estimate size of index on %s: table has no statistics (never analyzed)", spec.QualifiedTable())

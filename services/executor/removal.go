@@ -1,0 +1,187 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/indexpilot/indexpilot/events"
+	"github.com/indexpilot/indexpilot/pkg/metadata"
+	"github.com/indexpilot/indexpilot/pkg/postgres"
+	"github.com/indexpilot/indexpilot/pkg/stage"
+	"github.com/indexpilot/indexpilot/services/executor/internal/build"
+)
+
+// Outcomes of a removal in mutation_log (action "remove").
+const (
+	OutcomeDropped     = "dropped"
+	OutcomeAlreadyGone = "already_gone"
+)
+
+// errEmergencyStop is the cause of a drop cancelled by the emergency stop.
+var errEmergencyStop = errors.New("cancelled by the emergency stop")
+
+// rjob is one claimed row of indexpilot.removals: an approved removal.
+type rjob struct {
+	id, target, schema, indexName, reason, recID string
+	attempt                                      int
+}
+
+// claimRemoval takes one approved removal that is due.
+func (x *executor) claimRemoval(ctx context.Context) (*rjob, error) {
+	var r *rjob
+	err := pgx.BeginFunc(ctx, x.d.Control, func(tx pgx.Tx) error {
+		r = nil
+		var c rjob
+		err := tx.QueryRow(ctx, marker+`select id::text, target, schema_name, index_name, reason,
+       coalesce(recommendation_id::text, ''), attempts
+  from indexpilot.removals
+ where (state = 'pending' and not_before <= now()) or (state = 'running' and lease_until < now())
+ order by not_before
+ limit 1
+ for update skip locked`).Scan(&c.id, &c.target, &c.schema, &c.indexName, &c.reason, &c.recID, &c.attempt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		c.attempt++
+		if _, err := tx.Exec(ctx, marker+`update indexpilot.removals
+   set state = 'running', claimed_by = $2, lease_until = now() + make_interval(secs => $3), attempts = $4, updated_at = now()
+ where id = $1`, c.id, x.id, x.cfg.Lease.Seconds(), c.attempt); err != nil {
+			return err
+		}
+		r = &c
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim removal: %w", err)
+	}
+	return r, nil
+}
+
+// removeDue runs every due removal, one at a time.
+func (x *executor) removeDue(ctx context.Context) {
+	for ctx.Err() == nil {
+		if stop, _ := x.stopper.Stopped(); stop {
+			return
+		}
+		r, err := x.claimRemoval(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				x.log.Warn("claim removal", "error", postgres.Describe(err))
+			}
+			return
+		}
+		if r == nil {
+			return
+		}
+		if err := x.remove(ctx, r); err != nil && ctx.Err() == nil {
+			x.log.Warn("remove index", "removal_id", r.id, "error", postgres.Describe(err))
+		}
+	}
+}
+
+// remove drops one approved index concurrently. Its full definition is
+// written to the removals row before the DROP runs, so that it is never
+// lost even if the executor dies right after.
+func (x *executor) remove(ctx context.Context, r *rjob) error {
+	log := x.log.With("target", r.target, "removal_id", r.id, "index", r.indexName)
+	pool, err := x.d.Targets.Pool(ctx, r.target)
+	var res build.DropResult
+	if err == nil {
+		gctx, stop := x.guard(ctx)
+		res, err = build.Drop(gctx, pool, r.schema, r.indexName, build.DropOptions{
+			Options:         build.Options{LockTimeout: x.cfg.LockTimeout, StatementTimeout: x.cfg.StatementTimeout},
+			RefuseProtected: true,
+			BeforeDrop: func(ctx context.Context, table, def string) error {
+				_, err := x.d.Control.Exec(ctx, marker+`update indexpilot.removals
+   set definition = $3, table_name = $4, updated_at = now() where id = $1 and claimed_by = $2`, r.id, x.id, def, table)
+				return err
+			},
+		})
+		if err != nil && gctx.Err() != nil && ctx.Err() == nil {
+			err = &build.Error{Op: "drop index", Class: postgres.Canceled, Err: errEmergencyStop}
+		}
+		stop()
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+
+	state, outcome, reason := "done", OutcomeDropped, r.reason
+	var retryIn time.Duration
+	var be *build.Error
+	var lastError, sqlstate any
+	refund := 0
+	if err != nil {
+		if !errors.As(err, &be) {
+			be = &build.Error{Op: "remove", Class: postgres.Classify(err), SQLState: postgres.SQLState(err), Err: err}
+			if errors.Is(err, stage.ErrUnknownTarget) {
+				be.Class = postgres.Permanent
+			}
+		}
+		lastError = be.Error()
+		if be.SQLState != "" {
+			sqlstate = be.SQLState
+		}
+		switch {
+		case be.Class == postgres.Canceled || ctx.Err() != nil:
+			state, outcome, reason, refund, retryIn = "pending", OutcomeRetry, "executor stopping or emergency stop", 1, x.cfg.PollInterval
+		case be.Busy:
+			state, outcome, reason, refund, retryIn = "pending", OutcomeRetry, "busy", 1, x.backoff(1)
+		case be.Class == postgres.Permanent || r.attempt >= x.cfg.MaxAttempts:
+			state, outcome, reason = "failed", OutcomeFailed, be.Error()
+		default:
+			state, outcome, reason, retryIn = "pending", OutcomeRetry, "transient error", x.backoff(r.attempt)
+		}
+	} else if !res.Existed {
+		outcome = OutcomeAlreadyGone
+	}
+	var payload events.Payload
+	err = pgx.BeginFunc(sctx, x.d.Control, func(tx pgx.Tx) error {
+		var def, table string
+		err := tx.QueryRow(sctx, marker+`update indexpilot.removals
+   set state = $3, claimed_by = null, lease_until = null, attempts = attempts - $4,
+       not_before = now() + make_interval(secs => $5), last_error = $6, sqlstate = $7,
+       dropped_at = case when $3 = 'done' then now() end, updated_at = now()
+ where id = $1 and claimed_by = $2 and state = 'running'
+ returning coalesce(definition, ''), coalesce(table_name, '')`,
+			r.id, x.id, state, refund, retryIn.Seconds(), lastError, sqlstate).Scan(&def, &table)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return errLeaseLost
+		}
+		if err != nil {
+			return err
+		}
+		ev := map[string]any{"removal_id": r.id, "attempt": r.attempt, "executor_id": x.id, "definition": def}
+		if be != nil {
+			ev["error"], ev["sqlstate"], ev["permanent"] = be.Error(), be.SQLState, be.Permanent()
+		}
+		if _, err := metadata.AppendLog(sctx, tx, metadata.Entry{Stage: Name, Action: "remove", Outcome: outcome,
+			Target: r.target, Schema: r.schema, Table: table, IndexName: r.indexName, DDL: res.DDL, Reason: reason,
+			Evidence: ev, RecommendationID: r.recID}); err != nil {
+			return err
+		}
+		if outcome == OutcomeDropped {
+			payload = &events.IndexRemovalCompleted{Target: r.target, RemovalID: r.id, Schema: r.schema, Table: table,
+				IndexName: r.indexName, Definition: def, DDL: res.DDL, DroppedAt: x.d.Clock().UTC()}
+		}
+		return nil
+	})
+	if errors.Is(err, errLeaseLost) {
+		log.Warn("removal row no longer held at settle time")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("settle removal %s: %w", r.id, err)
+	}
+	log.Info("removal settled", "outcome", outcome, "reason", reason)
+	if payload != nil {
+		x.publishPayload(sctx, r.id, payload)
+	}
+	return nil
+}

@@ -1,0 +1,161 @@
+package gatekeeper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/indexpilot/indexpilot/events"
+	"github.com/indexpilot/indexpilot/pkg/bus"
+	"github.com/indexpilot/indexpilot/pkg/bypass"
+	"github.com/indexpilot/indexpilot/pkg/config"
+	"github.com/indexpilot/indexpilot/pkg/metadata"
+	"github.com/indexpilot/indexpilot/pkg/postgres"
+	"github.com/indexpilot/indexpilot/services/gatekeeper/internal/policy"
+)
+
+// RemovalConsumer is the inbox key of the removal-proposal handler.
+var RemovalConsumer = events.ConsumerGroup(Name, "removals")
+
+// HandleRemoval decides on one removal proposal under
+// features.index_removal.mode (advisory by default). The verdict is kept in
+// indexpilot.removal_proposals (one row per removal_id) and every change of
+// it in mutation_log. Apply, when the bypass allows removal DDL, queues the
+// drop for the executor as a pending indexpilot.removals row, not before
+// the maintenance window opens. A deferred proposal (the bypass), or an
+// advisory one once removal is switched to apply, is decided again by the
+// recheck loop. The same proposal twice has one effect.
+func (g *Gatekeeper) HandleRemoval(ctx context.Context, env events.Envelope, p events.Payload) ([]events.Payload, error) {
+	r, ok := p.(*events.IndexRemovalProposed)
+	if !ok {
+		return nil, bus.Permanent(fmt.Errorf("gatekeeper: unexpected payload %T", p))
+	}
+	if r.Target != env.Subject || r.IndexName == "" || r.Schema == "" || r.RemovalID == "" {
+		return nil, bus.Permanent(fmt.Errorf("removal %s: bad target, schema, index name or removal id", env.ID))
+	}
+	err := pgx.BeginFunc(ctx, g.deps.Control, func(tx pgx.Tx) error {
+		first, err := metadata.MarkProcessed(ctx, tx, RemovalConsumer, env.ID)
+		if err != nil || !first {
+			return err
+		}
+		return g.decideRemoval(ctx, tx, r, env.ID)
+	})
+	if err != nil {
+		if postgres.Classify(err) == postgres.Permanent {
+			return nil, bus.Permanent(fmt.Errorf("decide removal %s: %w", r.RemovalID, err))
+		}
+		return nil, fmt.Errorf("decide removal %s: %w", r.RemovalID, err)
+	}
+	return nil, nil
+}
+
+// decideRemoval (re)decides one proposal in tx.
+func (g *Gatekeeper) decideRemoval(ctx context.Context, tx pgx.Tx, r *events.IndexRemovalProposed, eventID string) error {
+	var prevState, prevReason string
+	var lastLog *int64
+	err := tx.QueryRow(ctx, marker+`select state, reason, last_log_id from indexpilot.removal_proposals where id = $1 for update`, r.RemovalID).
+		Scan(&prevState, &prevReason, &lastLog)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		if _, err := tx.Exec(ctx, marker+`insert into indexpilot.removal_proposals
+  (id, target, schema_name, table_name, index_name, state, reason, proposal) values ($1, $2, $3, $4, $5, 'proposed', '', $6)`,
+			r.RemovalID, r.Target, r.Schema, r.Table, r.IndexName, r); err != nil {
+			return fmt.Errorf("record removal proposal: %w", err)
+		}
+	case err != nil:
+		return fmt.Errorf("read removal proposal: %w", err)
+	case prevState == StateApproved || prevState == StateRejected:
+		return nil // queued or closed: nothing to decide again
+	}
+	state, reason, detail := g.removalVerdict(r)
+	if state == prevState && string(reason) == prevReason {
+		return nil
+	}
+	if state == StateApproved {
+		notBefore := g.deps.Clock()
+		if win := policy.Window(g.cfg.Gatekeeper.Window, notBefore); !win.Pass && !win.RetryAt.IsZero() {
+			notBefore, detail = win.RetryAt, win.Detail
+		}
+		if _, err := tx.Exec(ctx, marker+`insert into indexpilot.removals
+  (id, target, schema_name, index_name, table_name, definition, reason, recommendation_id, not_before)
+values ($1, $2, $3, $4, $5, $6, $7,
+        (select id from indexpilot.recommendations where target = $2 and schema_name = $3 and index_name = $4),
+        $8)
+on conflict (id) do nothing`, r.RemovalID, r.Target, r.Schema, r.IndexName, r.Table, r.Definition, string(r.Reason), notBefore); err != nil {
+			return fmt.Errorf("queue removal: %w", err)
+		}
+	}
+	outcome := state
+	if prevState != "" {
+		outcome = prevState + "->" + state
+	}
+	id, err := metadata.AppendLog(ctx, tx, metadata.Entry{
+		Stage: Name, Action: "removal", Outcome: outcome, Target: r.Target, Schema: r.Schema, Table: r.Table,
+		Fields: r.Index.Columns, IndexName: r.IndexName, Reason: string(reason), DDL: r.Definition,
+		Evidence: map[string]any{"proposal": r, "detail": detail}, EventID: eventID, ParentID: lastLog,
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, marker+`update indexpilot.removal_proposals
+   set state = $2, reason = $3, detail = $4, last_log_id = $5, proposal = $6, updated_at = now() where id = $1`,
+		r.RemovalID, state, string(reason), detail, id, r); err != nil {
+		return fmt.Errorf("update removal proposal: %w", err)
+	}
+	return nil
+}
+
+// removalVerdict applies the rules that concern a removal, in order:
+// target, bypass, mode, removal DDL allowed.
+func (g *Gatekeeper) removalVerdict(r *events.IndexRemovalProposed) (string, events.Reason, string) {
+	if _, ok := g.cfg.Target(r.Target); !ok {
+		return StateRejected, events.ReasonUnknownTarget, fmt.Sprintf("target %q is not configured", r.Target)
+	}
+	if ok, d := g.bp.Allows(bypass.LevelStage, Name); !ok {
+		return StateDeferred, d.Reason, d.Detail()
+	}
+	if ok, d := g.bp.Allows(bypass.LevelFeature, config.FeatureIndexRemoval); !ok {
+		return StateDeferred, d.Reason, d.Detail()
+	}
+	if g.cfg.Features.IndexRemoval.Mode != config.ModeApply {
+		return StateProposed, events.ReasonAdvisoryMode, "features.index_removal.mode is advisory"
+	}
+	if ok, d := g.bp.AllowsDDL(config.FeatureIndexRemoval); !ok {
+		return StateDeferred, d.Reason, d.Detail()
+	}
+	return StateApproved, events.ReasonApplyMode, ""
+}
+
+// recheckRemovals decides again the deferred proposals, and the advisory
+// ones when removal is in apply mode.
+func (g *Gatekeeper) recheckRemovals(ctx context.Context) error {
+	rows, err := g.deps.Control.Query(ctx, marker+`select id::text from indexpilot.removal_proposals
+ where state = 'deferred' or (state = 'proposed' and $1) order by updated_at limit 200`,
+		g.cfg.Features.IndexRemoval.Mode == config.ModeApply)
+	if err != nil {
+		return fmt.Errorf("list open removals: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("list open removals: %w", err)
+	}
+	for _, id := range ids {
+		err := pgx.BeginFunc(ctx, g.deps.Control, func(tx pgx.Tx) error {
+			var r events.IndexRemovalProposed
+			err := tx.QueryRow(ctx, marker+`select proposal from indexpilot.removal_proposals where id = $1 for update skip locked`, id).Scan(&r)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			return g.decideRemoval(ctx, tx, &r, r.EventID())
+		})
+		if err != nil {
+			return fmt.Errorf("recheck removal %s: %w", id, err)
+		}
+	}
+	return nil
+}

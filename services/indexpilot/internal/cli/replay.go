@@ -1,0 +1,170 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/indexpilot/indexpilot/pkg/bus"
+	"github.com/indexpilot/indexpilot/pkg/config"
+	"github.com/indexpilot/indexpilot/pkg/postgres"
+	"github.com/indexpilot/indexpilot/pkg/stage"
+	"github.com/indexpilot/indexpilot/services/scorer"
+)
+
+// replay re-scores the retained workload (the query and table statistics
+// events the scorer stored) with a chosen formula and window, and prints a
+// report; with --emit it also publishes the candidates and removal
+// proposals on the configured bus, where the gatekeeper treats them like
+// any others (their ids carry the formula version).
+func replay(ctx context.Context, load func() (config.Config, error), args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	since := fs.String("since", "", "start of the window: an RFC 3339 time or a duration back from now (72h); default the configured window")
+	until := fs.String("until", "", "end of the window: an RFC 3339 time; default the latest observation")
+	formula := fs.String("formula", "", "formula version ("+strings.Join(config.ScorerFormulas, ", ")+"); default scorer.formula_version")
+	target := fs.String("target", "", "only this target")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	emit := fs.Bool("emit", false, "also publish the candidates and removals (needs bus.transport kafka)")
+	if err := fs.Parse(args); err != nil {
+		return usageError{"replay: " + err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("replay: unexpected argument %q", fs.Arg(0))}
+	}
+	var opts scorer.Options
+	var err error
+	if opts.Since, err = parseSince(*since, time.Now()); err != nil {
+		return usageError{"replay: --since: " + err.Error()}
+	}
+	if *until != "" {
+		if opts.Until, err = time.Parse(time.RFC3339, *until); err != nil {
+			return usageError{fmt.Sprintf("replay: --until: %q is not an RFC 3339 time", *until)}
+		}
+	}
+	if *formula != "" && !slices.Contains(config.ScorerFormulas, *formula) {
+		return usageError{fmt.Sprintf("replay: --formula: unknown version %q (known: %s)", *formula, strings.Join(config.ScorerFormulas, ", "))}
+	}
+	opts.FormulaVersion = *formula
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	if *emit && cfg.Bus.Transport != config.TransportKafka {
+		return usageError{"replay: --emit needs bus.transport kafka (the in-process bus has no consumer here)"}
+	}
+	targets := cfg.Targets
+	if len(targets) == 0 {
+		targets = []config.Target{{Name: "main", DSN: cfg.DatabaseURL}}
+	}
+	if *target != "" {
+		t, ok := cfg.Target(*target)
+		if !ok {
+			return usageError{fmt.Sprintf("replay: unknown target %q", *target)}
+		}
+		targets = []config.Target{t}
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var b *bus.Bus
+	if *emit {
+		if b, err = bus.New(cfg.Bus, logger); err != nil {
+			return err
+		}
+	} else {
+		b = bus.NewMemory(logger)
+	}
+	defer func() { _ = b.Close() }()
+	control, err := postgres.Connect(ctx, cfg.DatabaseURL, scorer.Name)
+	if err != nil {
+		return fmt.Errorf("control database: %w", err)
+	}
+	defer control.Close()
+	tg := stage.NewTargets(targets, scorer.Name)
+	defer tg.Close()
+	s, err := scorer.New(stage.Deps{Config: cfg, Bus: b, Control: control, Targets: tg, Logger: logger})
+	if err != nil {
+		return err
+	}
+	reports := make([]*scorer.Report, 0, len(targets))
+	for _, t := range targets {
+		r, err := s.Score(ctx, t.Name, opts)
+		if err != nil {
+			return fmt.Errorf("replay %s: %w", t.Name, err)
+		}
+		if *emit {
+			if err := b.Publish(ctx, scorer.Name, "", r.Payloads()...); err != nil {
+				return fmt.Errorf("replay %s: publish: %w", t.Name, err)
+			}
+		}
+		reports = append(reports, r)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(reports)
+	}
+	printReplay(stdout, reports, *emit)
+	return nil
+}
+
+// parseSince reads --since: "" (the configured window), an RFC 3339 time,
+// or a duration back from now.
+func parseSince(v string, now time.Time) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a positive duration", v)
+	}
+	return now.Add(-d), nil
+}
+
+func printReplay(w io.Writer, reports []*scorer.Report, emitted bool) {
+	for i, r := range reports {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "target %s — formula %s, what-if %s, window %s .. %s\n", r.Target, r.FormulaVersion, r.WhatIfMethod,
+			r.WindowStart.Format(time.RFC3339), r.WindowEnd.Format(time.RFC3339))
+		if r.WindowEnd.IsZero() {
+			fmt.Fprintln(w, "  no workload in the window")
+		}
+		fmt.Fprintf(w, "  statements %d (unparsed %d, not evaluable %d); candidates %d, proven %d, chosen %d; removals %d\n",
+			r.Statements, r.Unparsed, r.NotEvaluable, r.Generated, r.Proven, len(r.Chosen), len(r.Removals))
+		if r.WorkloadCostBefore > 0 {
+			fmt.Fprintf(w, "  workload plan cost %.0f -> %.0f (%.1f %%); chosen %s of a %s budget; %d what-if calls, %d cache hits, %s\n",
+				r.WorkloadCostBefore, r.WorkloadCostAfter, 100*r.WorkloadCostAfter/r.WorkloadCostBefore,
+				humanBytes(r.ChosenBytes), humanBytes(r.StorageBudgetBytes), r.WhatIfCalls, r.CacheHits, r.Duration.Round(time.Millisecond))
+		}
+		if len(r.Chosen) > 0 {
+			tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "  INDEX\tBEST GAIN\tSIZE\tNET BENEFIT\tWRITE\tBUILD\tSTATEMENTS")
+			for _, c := range r.Chosen {
+				fmt.Fprintf(tw, "  %s (%s)\t%.1f %%\t%s\t%.0f\t%.0f\t%.0f\t%d\n", c.Index.QualifiedTable(), strings.Join(c.Index.Columns, ", "),
+					c.MaxImprovementPct, humanBytes(c.EstimatedSizeBytes), c.NetBenefit, c.WriteOverheadCost, c.BuildCost, len(c.Statements))
+			}
+			_ = tw.Flush()
+		}
+		for _, rm := range r.Removals {
+			with := ""
+			if rm.RedundantWith != "" {
+				with = " (kept: " + rm.RedundantWith + ")"
+			}
+			fmt.Fprintf(w, "  remove %s.%s: %s%s, %s\n", rm.Schema, rm.IndexName, rm.Reason, with, humanBytes(rm.SizeBytes))
+		}
+	}
+	if emitted {
+		fmt.Fprintln(w, "published the candidates and removals")
+	}
+}
