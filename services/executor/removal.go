@@ -66,22 +66,30 @@ func (x *executor) claimRemoval(ctx context.Context) (*rjob, error) {
 
 // removeDue runs every due removal, one at a time.
 func (x *executor) removeDue(ctx context.Context) {
+	drain(ctx, x, "removal", x.claimRemoval, x.remove, func(r *rjob) any { return r.id })
+}
+
+// drain claims and runs due work of one kind until there is none, the
+// bypass stops the executor or ctx ends. A failed item is logged; its row
+// says what happens next (retry or failed).
+func drain[T any](ctx context.Context, x *executor, what string, claim func(context.Context) (*T, error),
+	run func(context.Context, *T) error, id func(*T) any) {
 	for ctx.Err() == nil {
 		if stop, _ := x.stopper.Stopped(); stop {
 			return
 		}
-		r, err := x.claimRemoval(ctx)
+		item, err := claim(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				x.log.Warn("claim removal", "error", postgres.Describe(err))
+				x.log.Warn("claim "+what, "error", postgres.Describe(err))
 			}
 			return
 		}
-		if r == nil {
+		if item == nil {
 			return
 		}
-		if err := x.remove(ctx, r); err != nil && ctx.Err() == nil {
-			x.log.Warn("remove index", "removal_id", r.id, "error", postgres.Describe(err))
+		if err := run(ctx, item); err != nil && ctx.Err() == nil {
+			x.log.Warn(what+" failed", "id", id(item), "error", postgres.Describe(err))
 		}
 	}
 }

@@ -102,24 +102,7 @@ func (x *executor) claimValidation(ctx context.Context) (*vjob, error) {
 
 // validateDue runs every due validation, one at a time.
 func (x *executor) validateDue(ctx context.Context) {
-	for ctx.Err() == nil {
-		if stop, _ := x.stopper.Stopped(); stop {
-			return
-		}
-		v, err := x.claimValidation(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				x.log.Warn("claim validation", "error", postgres.Describe(err))
-			}
-			return
-		}
-		if v == nil {
-			return
-		}
-		if err := x.validate(ctx, v); err != nil && ctx.Err() == nil {
-			x.log.Warn("validate index", "recommendation_id", v.recID, "error", postgres.Describe(err))
-		}
-	}
+	drain(ctx, x, "validation", x.claimValidation, x.validate, func(v *vjob) any { return v.recID })
 }
 
 // settings are the validate package's thresholds from the config.
