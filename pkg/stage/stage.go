@@ -213,8 +213,10 @@ func RunWith(ctx context.Context, cfg config.Config, name string, start StartFun
 
 // Main is the whole of a stage binary's main: it loads the configuration
 // (INDEXPILOT_CONFIG, else indexpilot_config.yaml if present, then the
-// environment), runs the stage until SIGINT or SIGTERM and returns the
-// exit code, printing any error as one line.
+// environment), installs the OTLP/HTTP span exporter when adapters.otlp
+// is enabled with traces (telemetry.SetupTracing), runs the stage until
+// SIGINT or SIGTERM and returns the exit code, printing any error as one
+// line.
 func Main(name string, start StartFunc) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -223,6 +225,16 @@ func Main(name string, start StartFunc) int {
 		fmt.Fprintln(os.Stderr, name+":", err)
 		return 2
 	}
+	shutdown, err := telemetry.SetupTracing(ctx, cfg, name)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		return 1
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdown(sctx)
+	}()
 	if err := Run(ctx, cfg, name, start); err != nil {
 		fmt.Fprintln(os.Stderr, name+":", err)
 		return 1

@@ -1,7 +1,9 @@
 // Package telemetry sets up structured logging, the correlation id and the
-// trace context the same way for every stage. It depends on the
-// OpenTelemetry API only: a process that wants spans or metrics exported
-// installs an SDK (services/adapters does), otherwise they are no-ops.
+// trace context the same way for every stage. Spans and metrics are
+// recorded through the OpenTelemetry API and are no-ops until a process
+// installs an SDK: SetupTracing installs the OTLP/HTTP tracer provider
+// (stand-alone stage binaries, through pkg/stage's Main); services/adapters
+// installs the full SDK, metrics included, for the indexpilot CLI.
 package telemetry
 
 import (

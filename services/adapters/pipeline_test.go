@@ -154,6 +154,8 @@ func TestPipelineMetricsAndTrace(t *testing.T) {
 		`indexpilot_recommendations{state="applied",target="main"} 1`,
 		`indexpilot_decisions_total{reason="apply_mode",target="main",verdict="approved"}`,
 		`indexpilot_candidates_total{target="main",what_if_method="hypopg"}`,
+		`indexpilot_scorer_whatif_calls_total{target="main",what_if_method="hypopg"}`,
+		`indexpilot_scorer_whatif_cache_misses_total{target="main",what_if_method="hypopg"}`,
 		`indexpilot_events_produced_total{outcome="observed",producer="collector",type="querystat.observed.v1"}`,
 		`indexpilot_events_produced_total{outcome="built",producer="executor",type="index_build.completed.v1"} 1`,
 		`indexpilot_events_consumed_total{adapter="prometheus",outcome="ok",type="index_decision.made.v1"}`,

@@ -10,14 +10,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
 	"github.com/indexpilot/indexpilot/pkg/config"
+	"github.com/indexpilot/indexpilot/pkg/telemetry"
 )
 
 // Telemetry is a process's OpenTelemetry SDK: a meter provider with a
@@ -47,11 +45,7 @@ type SetupOptions struct {
 // served only when adapters.listen is set); the OTLP/HTTP exporters only
 // when adapters.otlp.enabled.
 func Setup(ctx context.Context, cfg config.Config, service string, opts SetupOptions) (*Telemetry, error) {
-	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(semconv.SchemaURL,
-		semconv.ServiceName("indexpilot-"+service), semconv.ServiceNamespace("indexpilot")))
-	if err != nil {
-		res = resource.Default()
-	}
+	res := telemetry.Resource(service)
 	reg := prometheus.NewRegistry()
 	prom, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
 	if err != nil {
@@ -72,28 +66,12 @@ func Setup(ctx context.Context, cfg config.Config, service string, opts SetupOpt
 	}
 	t := &Telemetry{MeterProvider: metric.NewMeterProvider(mopts...), registry: reg}
 
-	topts := []sdktrace.TracerProviderOption{
-		sdktrace.WithResource(res),
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.Adapters.Tracing.SampleRatio))),
+	tp, err := telemetry.NewTracerProvider(ctx, cfg, service, opts.SpanProcessors...)
+	if err != nil {
+		_ = t.MeterProvider.Shutdown(ctx)
+		return nil, err
 	}
-	for _, sp := range opts.SpanProcessors {
-		topts = append(topts, sdktrace.WithSpanProcessor(sp))
-	}
-	if o.Enabled && o.Traces {
-		eo := []otlptracehttp.Option{otlptracehttp.WithEndpoint(o.Endpoint)}
-		if o.Insecure {
-			eo = append(eo, otlptracehttp.WithInsecure())
-		}
-		exp, err := otlptracehttp.New(ctx, eo...)
-		if err != nil {
-			_ = t.MeterProvider.Shutdown(ctx)
-			return nil, fmt.Errorf("new otlp trace exporter: %w", err)
-		}
-		topts = append(topts, sdktrace.WithBatcher(exp))
-	}
-	if (o.Enabled && o.Traces) || len(opts.SpanProcessors) > 0 {
-		t.TracerProvider = sdktrace.NewTracerProvider(topts...)
-	}
+	t.TracerProvider = tp
 	if !opts.NoGlobal {
 		otel.SetMeterProvider(t.MeterProvider)
 		if t.TracerProvider != nil {

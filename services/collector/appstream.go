@@ -67,6 +67,8 @@ type appStats struct {
 	// publishers is how many goroutines publish one transaction's events
 	// (at least 50 each): the bus publishes one message per round trip.
 	publishers int
+	// gate pauses reading while the bypass says so (nil: never).
+	gate *gate
 }
 
 func newAppStats(d stage.Deps, t config.Target, settings config.Collector, conn *targetConn, h *healthWriter, log *slog.Logger) *appStats {
@@ -138,6 +140,9 @@ func (a *appStats) run(ctx context.Context, removed func() bool) {
 		lastDB   string
 	)
 	for ctx.Err() == nil {
+		if !a.gate.wait(ctx, a.log, "app stats") {
+			break
+		}
 		p, err := a.decide(ctx)
 		if err == nil {
 			lastDB = p.db
@@ -151,7 +156,14 @@ func (a *appStats) run(ctx context.Context, removed func() bool) {
 			}
 			switch p.mode {
 			case modeReplication:
-				err = a.stream(ctx, p.db)
+				// A pause closes the stream; unconfirmed transactions
+				// are sent again when it reopens.
+				sctx, cancel := a.gate.whileAllowed(ctx)
+				err = a.stream(sctx, p.db)
+				cancel()
+				if paused, _ := a.gate.paused(); paused {
+					err = nil
+				}
 			case modePoll:
 				a.health.appStats(a.target.Name, modePoll, p.why, nil)
 				err = a.pollOnce(ctx, p.db)

@@ -19,10 +19,12 @@ package collector
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/indexpilot/indexpilot/pkg/bypass"
 	"github.com/indexpilot/indexpilot/pkg/config"
 	"github.com/indexpilot/indexpilot/pkg/stage"
 )
@@ -53,6 +55,8 @@ type Options struct {
 	Reload <-chan struct{}
 	// NoSignals leaves SIGHUP alone (tests).
 	NoSignals bool
+	// Bypass replaces the watched bypass state (tests).
+	Bypass *bypass.State
 }
 
 // Start polls every target of d.Config.Targets until ctx is done, then
@@ -65,6 +69,14 @@ type Options struct {
 // other targets. d.Control may be nil: health is then not recorded, and
 // neither reload requests nor the polling watermark of app-fed statistics
 // are kept in the control database.
+//
+// Collection honours the bypass (pkg/bypass): while the collector stage is
+// paused, the system level is off or the stats_collection feature is
+// disabled, no target is polled and nothing is published (the replication
+// stream of app-fed statistics is closed, its slot kept); collection
+// resumes when they are enabled again. With d.Control the bypass is
+// watched (bypass.Watch: the control database and the control topic);
+// without it only the configured switches (features.bypass) apply.
 func Start(ctx context.Context, d stage.Deps) error { return StartWith(ctx, d, Options{}) }
 
 // StartWith is Start with options.
@@ -84,7 +96,15 @@ func StartWith(ctx context.Context, d stage.Deps, opts Options) error {
 			opts.LoadConfig = func() (config.Config, error) { return config.Load(os.Getenv("INDEXPILOT_CONFIG"), nil) }
 		}
 	}
+	if opts.Bypass == nil {
+		st, err := watchBypass(ctx, d)
+		if err != nil {
+			return fmt.Errorf("start collector: %w", err)
+		}
+		opts.Bypass = st
+	}
 	s := newSupervisor(d, opts.LoadConfig)
+	s.gate = &gate{st: opts.Bypass}
 	if len(d.Config.Targets) == 0 {
 		d.Logger.Warn("no targets configured: nothing to collect")
 	}

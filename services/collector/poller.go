@@ -38,6 +38,8 @@ type poller struct {
 	health *healthWriter
 	// failures counts consecutive failed polls.
 	failures int
+	// gate pauses polling while the bypass says so (nil: never).
+	gate *gate
 }
 
 func newPoller(d stage.Deps, target string, settings config.Collector) *poller {
@@ -53,9 +55,14 @@ func newPoller(d stage.Deps, target string, settings config.Collector) *poller {
 	}
 }
 
-// run polls until ctx is done.
+// run polls until ctx is done. While the bypass pauses collection it
+// does not poll; the statement baseline is kept, so the first poll after
+// the pause reports the calls made meanwhile over one longer window.
 func (p *poller) run(ctx context.Context) {
 	for {
+		if !p.gate.wait(ctx, p.log, "polling") {
+			return
+		}
 		wait := p.settings.Interval
 		res, err := p.poll(ctx)
 		if err != nil {

@@ -23,6 +23,8 @@ type supervisor struct {
 	workers map[string]*worker
 	// hooks are passed to every target's stream (tests).
 	hooks *streamHooks
+	// gate pauses every target's collection while the bypass says so.
+	gate *gate
 }
 
 func newSupervisor(d stage.Deps, load func() (config.Config, error)) *supervisor {
@@ -106,7 +108,9 @@ func (s *supervisor) startWorker(ctx context.Context, t config.Target, settings 
 	p.log = s.log.With("target", t.Name)
 	p.conn = conn
 	p.health = s.health
+	p.gate = s.gate
 	a := newAppStats(s.d, t, settings, conn, s.health, p.log)
+	a.gate = s.gate
 	if s.hooks != nil {
 		a.hooks = *s.hooks
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/indexpilot/indexpilot/pkg/bus"
+	"github.com/indexpilot/indexpilot/pkg/bypass"
 	"github.com/indexpilot/indexpilot/pkg/config"
 	"github.com/indexpilot/indexpilot/pkg/metadata"
 	"github.com/indexpilot/indexpilot/pkg/postgres"
@@ -46,7 +47,8 @@ type Options struct {
 }
 
 // RunAll runs every stage in this process until ctx ends or a stage fails.
-// It applies the control schema's migrations first (idempotent).
+// It applies the control schema's migrations first (idempotent), unless
+// the startup bypass (features.bypass.startup) is set.
 func RunAll(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Options) error {
 	b, err := bus.New(cfg.Bus, logger)
 	if err != nil {
@@ -58,7 +60,11 @@ func RunAll(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Op
 		return fmt.Errorf("control database: %w", err)
 	}
 	defer pool.Close()
-	if _, err := metadata.Migrate(ctx, pool); err != nil {
+	// The startup bypass: run without touching the metadata schema (no
+	// migration; the stages then read no bypass_state either).
+	if bypass.NewState(cfg.Features.Bypass, nil).StartupBypassed() {
+		logger.Warn("startup bypass set: the metadata schema is not migrated")
+	} else if _, err := metadata.Migrate(ctx, pool); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)

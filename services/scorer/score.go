@@ -333,6 +333,7 @@ func (s *Scorer) scoreWorkload(ctx context.Context, pool *pgxpool.Pool, target, 
 	rep.WhatIfCalls = st.Evaluations
 	cs := engine.CacheStats()
 	rep.CacheHits, rep.CacheMisses = cs.Hits, cs.Misses
+	s.metrics.recordWhatIf(ctx, rep)
 	s.deps.Logger.Info("scored workload", "target", target, "formula", fv, "statements", len(stmts),
 		"unparsed", rep.Unparsed, "not_evaluable", rep.NotEvaluable, "candidates", len(cands),
 		"proven", rep.Proven, "chosen", len(chosen), "what_if_method", rep.WhatIfMethod,

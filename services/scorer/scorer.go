@@ -16,8 +16,12 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/indexpilot/indexpilot/events"
 	"github.com/indexpilot/indexpilot/pkg/bus"
+	"github.com/indexpilot/indexpilot/pkg/bypass"
 	"github.com/indexpilot/indexpilot/pkg/config"
 	"github.com/indexpilot/indexpilot/pkg/postgres"
 	"github.com/indexpilot/indexpilot/pkg/stage"
@@ -29,9 +33,25 @@ const Name = "scorer"
 // Run opens its own dependencies from cfg and runs until ctx ends.
 func Run(ctx context.Context, cfg config.Config) error { return stage.Run(ctx, cfg, Name, Start) }
 
+// StartOptions are the injectable parts of the stage; zero values mean
+// the configured ones.
+type StartOptions struct {
+	// Bypass replaces the watched bypass state (StartWith) or the
+	// configured switches (NewWith).
+	Bypass *bypass.State
+	// Meter receives the scorer's what-if counters; nil means the global
+	// meter provider (telemetry.Meter).
+	Meter metric.MeterProvider
+}
+
 // Scorer holds the ingest handlers and the scoring loop's state.
 type Scorer struct {
-	deps stage.Deps
+	deps    stage.Deps
+	bp      *bypass.State
+	metrics instruments
+	// paused remembers that the last round was skipped by the bypass, so
+	// the pause and the resume are logged once each.
+	paused bool
 
 	mu    sync.Mutex
 	dirty map[string]bool
@@ -43,12 +63,18 @@ type Scorer struct {
 	sentRemovals map[string]map[string]bool
 }
 
-// New returns a scorer on d.
-func New(d stage.Deps) (*Scorer, error) {
+// New returns a scorer on d. Its bypass is the configured switches only.
+func New(d stage.Deps) (*Scorer, error) { return NewWith(d, StartOptions{}) }
+
+// NewWith is New with injected parts.
+func NewWith(d stage.Deps, opts StartOptions) (*Scorer, error) {
 	if err := d.Check(); err != nil {
 		return nil, err
 	}
-	s := &Scorer{deps: d, dirty: map[string]bool{}, removalsDirty: map[string]bool{}, sentRemovals: map[string]map[string]bool{}}
+	if opts.Bypass == nil {
+		opts.Bypass = bypass.NewState(d.Config.Features.Bypass, d.Clock)
+	}
+	s := &Scorer{deps: d, bp: opts.Bypass, metrics: newInstruments(opts.Meter), dirty: map[string]bool{}, removalsDirty: map[string]bool{}, sentRemovals: map[string]map[string]bool{}}
 	// Score every target once after a start: the workload in the control
 	// database may have changed while no scorer ran.
 	for _, t := range d.Targets.Names() {
@@ -58,9 +84,24 @@ func New(d stage.Deps) (*Scorer, error) {
 }
 
 // Start consumes workload statistics and scores changed targets every
-// scorer.interval until ctx is done.
-func Start(ctx context.Context, d stage.Deps) error {
-	s, err := New(d)
+// scorer.interval until ctx is done. While the bypass pauses the scorer
+// (stage level) or switches the system off, it keeps storing statistics
+// but scores nothing: no what-if load on the targets, no events published.
+func Start(ctx context.Context, d stage.Deps) error { return StartWith(ctx, d, StartOptions{}) }
+
+// StartWith is Start with injected parts.
+func StartWith(ctx context.Context, d stage.Deps, opts StartOptions) error {
+	if err := d.Check(); err != nil {
+		return err
+	}
+	if opts.Bypass == nil {
+		st, err := bypass.Watch(ctx, d, Name)
+		if err != nil {
+			return err
+		}
+		opts.Bypass = st
+	}
+	s, err := NewWith(d, opts)
 	if err != nil {
 		return err
 	}
@@ -135,17 +176,51 @@ func (s *Scorer) takeDirty() (full, removalsOnly []string) {
 	return full, removalsOnly
 }
 
+// allowed reports whether the bypass lets the scorer work now (neither
+// the scorer stage paused nor the system off), logging a pause and the
+// resume once each.
+func (s *Scorer) allowed(ctx context.Context) bool {
+	ok, why := s.bp.Allows(bypass.LevelStage, Name)
+	s.mu.Lock()
+	was := s.paused
+	s.paused = !ok
+	s.mu.Unlock()
+	switch {
+	case !ok && !was:
+		s.deps.Logger.Info("scoring paused by the bypass", "level", string(why.Switch.Level), "reason", string(why.Reason))
+	case ok && was:
+		s.deps.Logger.Info("scoring resumed")
+	}
+	if !ok {
+		s.metrics.skipped.Add(ctx, 1, metric.WithAttributes(attribute.String("level", string(why.Switch.Level))))
+	}
+	return ok
+}
+
 // ScoreDirty scores every target whose workload changed and publishes the
 // candidates and removal proposals, then looks for removals on the targets
 // whose statistics changed. A target that fails is logged and marked dirty
-// again; it never stops the others.
+// again; it never stops the others. While the bypass pauses the scorer it
+// does nothing: the changed targets stay marked until it resumes.
 func (s *Scorer) ScoreDirty(ctx context.Context) {
+	if !s.allowed(ctx) {
+		return
+	}
 	full, removalsOnly := s.takeDirty()
-	for _, target := range full {
+	for i, target := range full {
 		if ctx.Err() != nil {
 			return
 		}
+		if !s.allowed(ctx) {
+			s.requeue(full[i:], removalsOnly)
+			return
+		}
 		rep, err := s.Score(ctx, target, Options{})
+		if err == nil && !s.allowed(ctx) {
+			// Paused while scoring: publish nothing, score again later.
+			s.requeue(full[i:], removalsOnly)
+			return
+		}
 		if err == nil {
 			err = s.publish(ctx, target, rep.Chosen, rep.Removals)
 		}
@@ -158,8 +233,12 @@ func (s *Scorer) ScoreDirty(ctx context.Context) {
 		}
 		s.deps.Logger.Info("scored target", "target", target, "candidates", len(rep.Chosen), "removals", len(rep.Removals))
 	}
-	for _, target := range removalsOnly {
+	for i, target := range removalsOnly {
 		if ctx.Err() != nil {
+			return
+		}
+		if !s.allowed(ctx) {
+			s.requeue(nil, removalsOnly[i:])
 			return
 		}
 		err := func() error {
@@ -177,6 +256,18 @@ func (s *Scorer) ScoreDirty(ctx context.Context) {
 			s.deps.Logger.Warn("look for removals", "target", target, "error", err.Error())
 			s.markRemovalsDirty(target)
 		}
+	}
+}
+
+// requeue marks targets a paused round did not finish.
+func (s *Scorer) requeue(full, removalsOnly []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range full {
+		s.dirty[t] = true
+	}
+	for _, t := range removalsOnly {
+		s.removalsDirty[t] = true
 	}
 }
 

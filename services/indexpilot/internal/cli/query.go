@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/indexpilot/indexpilot/events"
+	"github.com/indexpilot/indexpilot/pkg/bypass"
 	"github.com/indexpilot/indexpilot/pkg/config"
 	"github.com/indexpilot/indexpilot/pkg/indexdef"
 	"github.com/indexpilot/indexpilot/pkg/metadata"
@@ -42,9 +44,19 @@ func initCmd(ctx context.Context, load func() (config.Config, error), args []str
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("init: unexpected argument %q", fs.Arg(0))}
 	}
-	cfg, pool, err := connect(ctx, load)
+	cfg, err := load()
 	if err != nil {
 		return err
+	}
+	// The startup bypass forbids touching the metadata schema: refuse
+	// before connecting. (--target only installs the app-stats table in a
+	// target, never the metadata schema, so it still runs.)
+	if *target == "" && bypass.NewState(cfg.Features.Bypass, nil).StartupBypassed() {
+		return errors.New("init: the startup bypass is set (features.bypass.startup): the metadata schema was left untouched")
+	}
+	pool, err := postgres.Connect(ctx, cfg.DatabaseURL, "cli")
+	if err != nil {
+		return fmt.Errorf("control database: %w", err)
 	}
 	defer pool.Close()
 	if *target != "" {
