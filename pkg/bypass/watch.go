@@ -181,7 +181,12 @@ func Watch(ctx context.Context, d stage.Deps, who string) (*State, error) {
 	}()
 	if useDB {
 		go func() {
-			t := time.NewTicker(d.Config.Features.Bypass.RefreshInterval)
+			every := d.Config.Features.Bypass.RefreshInterval
+			if every <= 0 {
+				// A hand-built config (tests, embedders) may leave it unset.
+				every = config.Default().Features.Bypass.RefreshInterval
+			}
+			t := time.NewTicker(every)
 			defer t.Stop()
 			for {
 				select {

@@ -21,9 +21,6 @@ func watchBypass(ctx context.Context, d stage.Deps) (*bypass.State, error) {
 	if d.Control == nil {
 		return bypass.NewState(d.Config.Features.Bypass, d.Clock), nil
 	}
-	if d.Config.Features.Bypass.RefreshInterval <= 0 {
-		d.Config.Features.Bypass.RefreshInterval = config.Default().Features.Bypass.RefreshInterval
-	}
 	return bypass.Watch(ctx, d, Name)
 }
 
