@@ -18,12 +18,17 @@ log() { printf 'setup-postgres: %s\n' "$*" >&2; }
 # --packages-only installs the extension packages and leaves the running
 # cluster's configuration alone (what `make demo` needs for its own
 # throwaway cluster). --check only reports whether the cluster is ready.
+# --bench does everything the default does and also raises max_connections
+# and pg_stat_statements.max for the collector's 100-target scale benchmark
+# (100 databases x 500 statements, one connection per target).
 mode=all
+bench=0
 case "${1:-}" in
   --packages-only) mode=packages ;;
   --check) mode=check ;;
+  --bench) bench=1 ;;
   "") ;;
-  *) log "unknown flag $1 (use --packages-only or --check)"; exit 2 ;;
+  *) log "unknown flag $1 (use --packages-only, --check or --bench)"; exit 2 ;;
 esac
 
 if [ "$mode" = check ]; then
@@ -80,7 +85,26 @@ if [ "$("${PSQL[@]}" -c 'show wal_level')" != "logical" ]; then
 fi
 # Track statements inside functions as well; reload is enough.
 "${PSQL[@]}" -c "alter system set pg_stat_statements.track = 'all'" 2>/dev/null || true
-"${PSQL[@]}" -c "alter system set pg_stat_statements.max = 10000" 2>/dev/null || true
+# Raise (never lower) settings that need a restart: a value already above
+# what we need, set by an operator or by --bench, is left as it is.
+raise_setting() { # name wanted
+  local cur
+  cur="$("${PSQL[@]}" -c "select setting from pg_settings where name = '$1'" 2>/dev/null || true)"
+  if [ -z "$cur" ] || [ "$cur" -lt "$2" ]; then
+    "${PSQL[@]}" -c "alter system set $1 = $2"
+    restart=1
+  fi
+}
+if [ "$cur_preload" = "$want_preload" ]; then
+  raise_setting pg_stat_statements.max 10000
+else
+  # pg_stat_statements is not loaded yet, so its setting is not known.
+  "${PSQL[@]}" -c "alter system set pg_stat_statements.max = $([ "$bench" -eq 1 ] && echo 60000 || echo 10000)" 2>/dev/null || true
+fi
+if [ "$bench" -eq 1 ]; then
+  raise_setting max_connections 400
+  [ "$cur_preload" = "$want_preload" ] && raise_setting pg_stat_statements.max 60000
+fi
 
 if [ "$restart" -eq 1 ]; then
   need_root "restart PostgreSQL ${PGVER}"
