@@ -109,14 +109,28 @@ func Wrap(p Payload, producer, correlationID string, occurredAt time.Time) (Enve
 	}, nil
 }
 
-// Marshal encodes an envelope in its canonical form: indented JSON with a
-// trailing newline. The golden fixtures are in this form.
+// Marshal encodes an envelope in its wire form: compact JSON, fields in
+// declaration order. It is what the bus publishes; Unmarshal reads it and
+// the indented form alike.
 func Marshal(e Envelope) ([]byte, error) {
-	b, err := json.MarshalIndent(e, "", "  ")
+	return json.Marshal(e)
+}
+
+// MarshalIndent encodes an envelope in its readable form: the wire form
+// indented by two spaces, with a trailing newline. The golden fixtures and
+// the catalog's examples are in this form.
+func MarshalIndent(e Envelope) ([]byte, error) {
+	b, err := Marshal(e)
 	if err != nil {
 		return nil, err
 	}
-	return append(b, '\n'), nil
+	var out bytes.Buffer
+	out.Grow(len(b) * 5 / 4)
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return nil, err
+	}
+	out.WriteByte('\n')
+	return out.Bytes(), nil
 }
 
 // Unmarshal decodes an envelope strictly: unknown fields, trailing data and

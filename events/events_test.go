@@ -30,7 +30,7 @@ func TestGoldenFixtures(t *testing.T) {
 		if err != nil {
 			t.Fatalf("wrap %s: %v", p.EventType(), err)
 		}
-		want, err := events.Marshal(env)
+		want, err := events.MarshalIndent(env)
 		if err != nil {
 			t.Fatalf("marshal %s: %v", p.EventType(), err)
 		}
@@ -64,7 +64,7 @@ func TestGoldenFixtures(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		reb, err := events.Marshal(re)
+		reb, err := events.MarshalIndent(re)
 		if err != nil {
 			t.Fatal(err)
 		}

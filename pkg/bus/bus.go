@@ -108,48 +108,60 @@ func KeyBySubject(_ string, msg *message.Message) (string, error) {
 	return k, nil
 }
 
-// NewKafka is the Kafka transport: a sync producer keyed by target name and
+// NewKafka is the Kafka transport: a sync producer keyed by target name
+// that sends each Publish call's messages together (kafkapub.go), and
 // consumer groups that start from the oldest offset, so that a new group
 // (a new stage, a replay) misses nothing.
 func NewKafka(cfg config.Kafka, logger *slog.Logger) (*Bus, error) {
-	version, err := sarama.ParseKafkaVersion(cfg.Version)
+	base, err := SaramaConfig(cfg, "indexpilot")
 	if err != nil {
-		return nil, fmt.Errorf("bus.kafka.version: %w", err)
-	}
-	if version.IsAtLeast(sarama.V2_1_0_0) == false {
-		version = sarama.V2_1_0_0
+		return nil, err
 	}
 	wlog := watermill.NewSlogLogger(logger)
 	marshaler := kafka.NewWithPartitioningMarshaler(KeyBySubject)
 
-	pcfg := kafka.DefaultSaramaSyncPublisherConfig()
-	pcfg.Version = version
-	pcfg.ClientID = "indexpilot"
-	pcfg.Metadata.Retry.Backoff = 250 * time.Millisecond
+	pcfg := *base
+	pcfg.Producer.Retry.Max = 10
+	pcfg.Producer.Return.Successes = true
 	pcfg.Producer.RequiredAcks = sarama.WaitForAll
-	pub, err := kafka.NewPublisher(kafka.PublisherConfig{
-		Brokers: cfg.Brokers, Marshaler: marshaler, OverwriteSaramaConfig: pcfg,
-	}, wlog)
+	pub, err := newKafkaPublisher(cfg.Brokers, &pcfg, marshaler)
 	if err != nil {
 		return nil, fmt.Errorf("new kafka publisher: %w", err)
 	}
 	b := (&Bus{transport: config.TransportKafka, logger: logger, wlog: wlog, pub: pub}).init()
 	b.closers = append(b.closers, pub.Close)
 	b.newSub = func(group string) (message.Subscriber, error) {
-		scfg := kafka.DefaultSaramaSubscriberConfig()
-		scfg.Version = version
-		scfg.ClientID = "indexpilot"
+		scfg := *base
+		scfg.Consumer.Return.Errors = true
 		scfg.Consumer.Offsets.Initial = sarama.OffsetOldest
 		scfg.Consumer.Offsets.AutoCommit.Enable = true
 		scfg.Consumer.Offsets.AutoCommit.Interval = 200 * time.Millisecond
-		scfg.Metadata.Retry.Backoff = 250 * time.Millisecond
 		return kafka.NewSubscriber(kafka.SubscriberConfig{
 			Brokers: cfg.Brokers, Unmarshaler: marshaler, ConsumerGroup: group,
-			OverwriteSaramaConfig: scfg, NackResendSleep: 200 * time.Millisecond,
+			OverwriteSaramaConfig: &scfg, NackResendSleep: 200 * time.Millisecond,
 			ReconnectRetrySleep: 500 * time.Millisecond,
 		}, wlog)
 	}
 	return b, nil
+}
+
+// SaramaConfig is the client configuration every IndexPilot Kafka client
+// starts from (the bus's producer and subscribers, the lag reader, replay):
+// the configured protocol version (at least 2.1, which consumer groups and
+// record headers need), the client id, and a short metadata retry backoff.
+func SaramaConfig(cfg config.Kafka, clientID string) (*sarama.Config, error) {
+	version, err := sarama.ParseKafkaVersion(cfg.Version)
+	if err != nil {
+		return nil, fmt.Errorf("bus.kafka.version: %w", err)
+	}
+	if !version.IsAtLeast(sarama.V2_1_0_0) {
+		version = sarama.V2_1_0_0
+	}
+	c := sarama.NewConfig()
+	c.Version = version
+	c.ClientID = clientID
+	c.Metadata.Retry.Backoff = 250 * time.Millisecond
+	return c, nil
 }
 
 // Transport is "memory" or "kafka".
@@ -187,40 +199,88 @@ func EncodeContext(ctx context.Context, p events.Payload, producer, correlationI
 	return msg, nil
 }
 
-// Publish wraps each payload and publishes it on its type's topic. Each
-// publish is a producer span (see trace.go for its parent) whose context
-// travels in the message metadata.
+// Publish wraps each payload and publishes it on its type's topic; the
+// payloads of one call go to the transport together. It stops at the
+// first error; PublishBatch says which payloads made it.
 func (b *Bus) Publish(ctx context.Context, producer, correlationID string, payloads ...events.Payload) error {
-	for _, p := range payloads {
-		if err := b.publishOne(ctx, producer, correlationID, p); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err := b.PublishBatch(ctx, producer, correlationID, payloads)
+	return err
 }
 
-func (b *Bus) publishOne(ctx context.Context, producer, correlationID string, p events.Payload) error {
-	topic := events.Topic(p.EventType())
-	attrs := append(spanAttrs(p, p.EventID()),
-		attribute.String(telemetry.AttrStage, producer),
-		attribute.String("messaging.system", b.transport),
-		attribute.String("messaging.destination.name", topic))
-	ctx, span := telemetry.Tracer().Start(b.parentContext(ctx, p), "publish "+string(p.EventType()),
-		trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
-	defer span.End()
-	msg, err := EncodeContext(ctx, p, producer, correlationID, time.Now())
-	if err != nil {
-		span.SetStatus(codes.Error, "encode")
-		return err
+// PublishBatch publishes payloads as one batch and reports, per payload,
+// whether it was published (acknowledged by Kafka, or handed to the
+// in-process channel). Each payload is its own producer span (see trace.go
+// for its parent) whose context travels in the message metadata. On Kafka
+// the whole batch costs a few produce requests instead of a round trip
+// per message; payloads of one target keep their order on its partition.
+func (b *Bus) PublishBatch(ctx context.Context, producer, correlationID string, payloads []events.Payload) ([]bool, error) {
+	done := make([]bool, len(payloads))
+	type item struct {
+		i    int
+		msg  *message.Message
+		ctx  context.Context
+		span trace.Span
 	}
-	msg.SetContext(ctx)
-	if err := b.pub.Publish(topic, msg); err != nil {
-		span.SetStatus(codes.Error, "publish")
-		return fmt.Errorf("publish %s: %w", p.EventType(), err)
+	items := make([]item, 0, len(payloads))
+	endAll := func(from int, status string) {
+		for _, it := range items[from:] {
+			if status != "" {
+				it.span.SetStatus(codes.Error, status)
+			}
+			it.span.End()
+		}
 	}
-	b.inst.published.Add(ctx, 1, metric.WithAttributes(
-		attribute.String("stage", producer), attribute.String("type", string(p.EventType()))))
-	return nil
+	for i, p := range payloads {
+		topic := events.Topic(p.EventType())
+		attrs := append(spanAttrs(p, p.EventID()),
+			attribute.String(telemetry.AttrStage, producer),
+			attribute.String("messaging.system", b.transport),
+			attribute.String("messaging.destination.name", topic))
+		sctx, span := telemetry.Tracer().Start(b.parentContext(ctx, p), "publish "+string(p.EventType()),
+			trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
+		msg, err := EncodeContext(sctx, p, producer, correlationID, time.Now())
+		if err != nil {
+			span.SetStatus(codes.Error, "encode")
+			span.End()
+			endAll(0, "not published")
+			return done, err
+		}
+		msg.SetContext(sctx)
+		items = append(items, item{i: i, msg: msg, ctx: sctx, span: span})
+	}
+	// One call per run of payloads with the same topic, in order.
+	for lo := 0; lo < len(items); {
+		topic := events.Topic(payloads[items[lo].i].EventType())
+		hi := lo + 1
+		for hi < len(items) && events.Topic(payloads[items[hi].i].EventType()) == topic {
+			hi++
+		}
+		msgs := make([]*message.Message, 0, hi-lo)
+		for _, it := range items[lo:hi] {
+			msgs = append(msgs, it.msg)
+		}
+		err := b.pub.Publish(topic, msgs...)
+		var be *batchError
+		partial := errors.As(err, &be)
+		for _, it := range items[lo:hi] {
+			p := payloads[it.i]
+			if err != nil && (!partial || be.failed[it.msg.UUID] != nil) {
+				it.span.SetStatus(codes.Error, "publish")
+				it.span.End()
+				continue
+			}
+			done[it.i] = true
+			b.inst.published.Add(it.ctx, 1, metric.WithAttributes(
+				attribute.String("stage", producer), attribute.String("type", string(p.EventType()))))
+			it.span.End()
+		}
+		if err != nil {
+			endAll(hi, "not published")
+			return done, fmt.Errorf("publish %s: %w", payloads[items[lo].i].EventType(), err)
+		}
+		lo = hi
+	}
+	return done, nil
 }
 
 // Close closes the publisher and, for memory, the shared channel. Routers

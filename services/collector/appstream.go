@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -64,15 +63,12 @@ type appStats struct {
 	// database; gaps tracks ids missing below a seen one (see pollOnce).
 	watermark int64
 	gaps      map[int64]time.Time
-	// publishers is how many goroutines publish one transaction's events
-	// (at least 50 each): the bus publishes one message per round trip.
-	publishers int
 	// gate pauses reading while the bypass says so (nil: never).
 	gate *gate
 }
 
 func newAppStats(d stage.Deps, t config.Target, settings config.Collector, conn *targetConn, h *healthWriter, log *slog.Logger) *appStats {
-	return &appStats{d: d, target: t, settings: settings, conn: conn, health: h, log: log, gaps: map[int64]time.Time{}, publishers: 32}
+	return &appStats{d: d, target: t, settings: settings, conn: conn, health: h, log: log, gaps: map[int64]time.Time{}}
 }
 
 // plan is what decide found in the target.
@@ -483,45 +479,11 @@ func (s *session) recordLag(ctx context.Context) {
 	s.a.health.appStats(s.a.target.Name, modeReplication, "slot "+s.slot, lag)
 }
 
-// publish publishes evs from a few goroutines (the bus publishes one
-// message per round trip) and returns once all are published, or the
-// first error.
+// publish publishes evs in batches (see publishAll) and returns once all
+// are published, or the first error.
 func (a *appStats) publish(ctx context.Context, evs []*events.AppStatObserved) error {
-	if len(evs) == 0 {
-		return nil
+	if _, err := publishAll(ctx, a.d.Bus, evs); err != nil {
+		return fmt.Errorf("publish app stats: %w", err)
 	}
-	n := min(a.publishers, (len(evs)+49)/50)
-	if n <= 1 {
-		for _, ev := range evs {
-			if err := a.d.Bus.Publish(ctx, Name, "", ev); err != nil {
-				return fmt.Errorf("publish app stats: %w", err)
-			}
-		}
-		return nil
-	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-	)
-	chunk := (len(evs) + n - 1) / n
-	for i := 0; i < len(evs); i += chunk {
-		part := evs[i:min(i+chunk, len(evs))]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for _, ev := range part {
-				if err := a.d.Bus.Publish(ctx, Name, "", ev); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = fmt.Errorf("publish app stats: %w", err)
-					}
-					mu.Unlock()
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return first
+	return nil
 }

@@ -30,6 +30,9 @@ type poller struct {
 	// base is the pg_stat_statements baseline; nil until the first
 	// successful read, and again after the extension was unavailable.
 	base *delta.Baseline
+	// texts holds the statement texts already read, so that a poll reads
+	// only the texts of new statements (when the target reads alone).
+	texts pgstat.Texts
 	// unavailable is why pg_stat_statements could not be read at the last
 	// poll ("" when it could), so that the warning is logged once.
 	unavailable string
@@ -40,6 +43,13 @@ type poller struct {
 	failures int
 	// gate pauses polling while the bypass says so (nil: never).
 	gate *gate
+	// reads shares pg_stat_statements reads with the collector's other
+	// targets on the same server (nil: this target reads alone); group is
+	// this target's group while run runs.
+	reads *sharedReads
+	group *readGroup
+	// lastAt is the time of the last sample read (zero before the first).
+	lastAt time.Time
 }
 
 func newPoller(d stage.Deps, target string, settings config.Collector) *poller {
@@ -59,12 +69,24 @@ func newPoller(d stage.Deps, target string, settings config.Collector) *poller {
 // does not poll; the statement baseline is kept, so the first poll after
 // the pause reports the calls made meanwhile over one longer window.
 func (p *poller) run(ctx context.Context) {
+	if p.reads != nil {
+		if key := readKey(p.conn.target.DSN); key != "" {
+			g, leave := p.reads.join(key, p)
+			p.group = g
+			defer func() { leave(); p.group = nil }()
+		}
+	}
 	for {
 		if !p.gate.wait(ctx, p.log, "polling") {
 			return
 		}
-		wait := p.settings.Interval
+		// The next poll starts one interval after this one started, so that
+		// targets started together keep polling together (and share their
+		// pg_stat_statements read); a poll longer than the interval is
+		// followed by a tenth of the interval's rest.
+		start := time.Now()
 		res, err := p.poll(ctx)
+		wait := max(p.settings.Interval-time.Since(start), p.settings.Interval/10)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -158,7 +180,7 @@ func (p *poller) pollStatements(ctx context.Context, pool *pgxpool.Pool, at time
 	}
 	qctx, cancel = context.WithTimeout(ctx, p.settings.QueryTimeout)
 	var sample delta.Sample
-	timed(dbTime, func() { sample, err = pgstat.ReadStatements(qctx, pool, src, at) })
+	timed(dbTime, func() { sample, err = p.readStatements(qctx, pool, src, at) })
 	cancel()
 	if errors.Is(err, pgstat.ErrNotLoaded) {
 		p.markUnavailable(pgstat.ErrNotLoaded.Error() + " (add it and restart the server)")
@@ -175,18 +197,48 @@ func (p *poller) pollStatements(ctx context.Context, pool *pgxpool.Pool, at time
 	prev := p.base
 	evs, next := delta.Compute(p.target, prev, sample)
 	p.base = next
-	for i, ev := range evs {
-		if err := p.d.Bus.Publish(ctx, Name, "", ev); err != nil {
-			// Keep the unpublished statements' old counters: the next poll
-			// reports their calls over a longer window, once.
-			for _, rest := range evs[i:] {
-				next.Restore(prev, rest.QueryID)
+	if done, err := publishAll(ctx, p.d.Bus, evs); err != nil {
+		// Keep the unpublished statements' old counters: the next poll
+		// reports their calls over a longer window, once.
+		published := 0
+		for i, ev := range evs {
+			if done[i] {
+				published++
+			} else {
+				next.Restore(prev, ev.QueryID)
 			}
-			return i, fmt.Errorf("publish query statistics: %w", err)
 		}
+		return published, fmt.Errorf("publish query statistics: %w", err)
 	}
 	p.log.Debug("polled pg_stat_statements", "statements", next.Statements(), "published", len(evs))
 	return len(evs), nil
+}
+
+// readStatements reads the target's pg_stat_statements sample: from a read
+// shared with the collector's other targets on the same server when there
+// are any (its time then ends the window, and is at most a quarter of the
+// interval before at), else on its own.
+func (p *poller) readStatements(ctx context.Context, pool *pgxpool.Pool, src pgstat.Source, at time.Time) (delta.Sample, error) {
+	var (
+		s   delta.Sample
+		err error
+	)
+	if p.group == nil || !p.reads.shared(p.group) {
+		s, err = pgstat.ReadStatements(ctx, pool, src, at, &p.texts)
+	} else {
+		// Never a read older than this target's last sample: a window
+		// never ends before it starts.
+		var c pgstat.Counters
+		c, err = p.reads.read(ctx, p.group, p, pool, src, p.lastAt, p.settings.Interval/4, func() time.Time { return at })
+		if err != nil {
+			return delta.Sample{At: at}, err
+		}
+		s, err = p.reads.sample(ctx, p.group, p, pool, src, c)
+	}
+	if err == nil {
+		p.lastAt = s.At
+	}
+	return s, err
 }
 
 // markUnavailable logs, once per cause, that the target publishes table

@@ -25,6 +25,8 @@ type supervisor struct {
 	hooks *streamHooks
 	// gate pauses every target's collection while the bypass says so.
 	gate *gate
+	// reads shares pg_stat_statements reads among targets on one server.
+	reads *sharedReads
 }
 
 func newSupervisor(d stage.Deps, load func() (config.Config, error)) *supervisor {
@@ -32,6 +34,7 @@ func newSupervisor(d stage.Deps, load func() (config.Config, error)) *supervisor
 		d: d, log: d.Logger, load: load,
 		health:  &healthWriter{control: d.Control, log: d.Logger},
 		workers: map[string]*worker{},
+		reads:   newSharedReads(),
 	}
 }
 
@@ -109,6 +112,7 @@ func (s *supervisor) startWorker(ctx context.Context, t config.Target, settings 
 	p.conn = conn
 	p.health = s.health
 	p.gate = s.gate
+	p.reads = s.reads
 	a := newAppStats(s.d, t, settings, conn, s.health, p.log)
 	a.gate = s.gate
 	if s.hooks != nil {

@@ -36,6 +36,13 @@ type Source struct {
 	ServerVersion int
 	// ExtVersion is the installed extension version ("1.10").
 	ExtVersion string
+	// DBID is the oid of the current database.
+	DBID uint32
+}
+
+// HasStatsSince reports whether the counters read carry stats_since.
+func (s Source) HasStatsSince() bool {
+	return s.ServerVersion >= 170000 && extAtLeast(s.ExtVersion, 1, 11)
 }
 
 // ErrNotLoaded is returned by ReadStatements when the extension exists in
@@ -51,12 +58,14 @@ func ProbeStatements(ctx context.Context, q postgres.Querier) (Source, error) {
 		version string
 		hasInfo bool
 		server  int
+		dbid    uint32
 	)
 	err := q.QueryRow(ctx, marker+`select n.nspname, e.extversion,
        to_regclass(quote_ident(n.nspname) || '.pg_stat_statements_info') is not null,
-       current_setting('server_version_num')::int
+       current_setting('server_version_num')::int,
+       (select oid from pg_database where datname = current_database())
   from pg_extension e join pg_namespace n on n.oid = e.extnamespace
- where e.extname = 'pg_stat_statements'`).Scan(&schema, &version, &hasInfo, &server)
+ where e.extname = 'pg_stat_statements'`).Scan(&schema, &version, &hasInfo, &server, &dbid)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Source{Reason: "extension pg_stat_statements is not installed in this database (CREATE EXTENSION pg_stat_statements)"}, nil
 	}
@@ -66,7 +75,7 @@ func ProbeStatements(ctx context.Context, q postgres.Querier) (Source, error) {
 	if !hasInfo {
 		return Source{Schema: schema, Reason: "pg_stat_statements " + version + " is older than 1.9 (ALTER EXTENSION pg_stat_statements UPDATE)"}, nil
 	}
-	return Source{Usable: true, Schema: schema, ServerVersion: server, ExtVersion: version}, nil
+	return Source{Usable: true, Schema: schema, ServerVersion: server, ExtVersion: version, DBID: dbid}, nil
 }
 
 // extAtLeast reports whether extension version v is at least major.minor.
@@ -81,71 +90,252 @@ func extAtLeast(v string, major, minor int) bool {
 }
 
 // StatementsSQL is the pg_stat_statements query for a server and extension
-// version. Every column it reads exists in 1.9 (PostgreSQL 14) and later:
-// queryid, userid, toplevel, query, calls, total_exec_time, rows,
-// shared_blks_hit and shared_blks_read. stats_since, which tells an entry
-// that was evicted and came back, exists from 1.11 (PostgreSQL 17) only;
-// older versions read NULL in its place. (PostgreSQL 17 also renamed
-// blk_read_time and blk_write_time, which are not read.)
+// version. It reads the counters without the statement texts
+// (pg_stat_statements(false)): with texts, the server reads its whole query
+// text file (every database's statements) at each call, which is most of
+// the cost of a poll once the server keeps tens of thousands of statements.
+// Texts are read by TextsSQL, only for query ids not seen before.
+//
+// Every column it reads exists in 1.9 (PostgreSQL 14) and later: queryid,
+// userid, toplevel, calls, total_exec_time, rows, shared_blks_hit and
+// shared_blks_read. stats_since, which tells an entry that was evicted and
+// came back, exists from 1.11 (PostgreSQL 17) only; older versions read
+// NULL in its place. (PostgreSQL 17 also renamed blk_read_time and
+// blk_write_time, which are not read.)
 func StatementsSQL(serverVersion int, extVersion, schema string) string {
-	since := "null::timestamptz"
-	if serverVersion >= 170000 && extAtLeast(extVersion, 1, 11) {
-		since = "s.stats_since"
-	}
-	return marker + `select s.queryid, s.userid, s.toplevel, s.query, s.calls, s.total_exec_time,
-       s.rows, s.shared_blks_hit, s.shared_blks_read, ` + since + `
-  from ` + postgres.Ident(schema, "pg_stat_statements") + ` s
- where s.dbid = (select oid from pg_database where datname = current_database())
- order by s.queryid, s.userid, s.toplevel`
+	return countersSQL(Source{ServerVersion: serverVersion, ExtVersion: extVersion, Schema: schema}, false)
 }
 
-// ReadStatements reads the pg_stat_statements rows of the current database
-// and the time of the view's last full reset. at becomes Sample.At.
-func ReadStatements(ctx context.Context, q postgres.Querier, src Source, at time.Time) (delta.Sample, error) {
-	s := delta.Sample{At: at}
+// countersSQL reads the counters of the current database, or of every
+// database when all is set.
+func countersSQL(src Source, all bool) string {
+	since := "null::timestamptz"
+	if src.HasStatsSince() {
+		since = "s.stats_since"
+	}
+	where := "\n where s.dbid = (select oid from pg_database where datname = current_database())"
+	if all {
+		where = ""
+	}
+	return marker + `select s.dbid, s.queryid, s.userid, s.toplevel, s.calls, s.total_exec_time,
+       s.rows, s.shared_blks_hit, s.shared_blks_read, ` + since + `
+  from ` + postgres.Ident(src.Schema, "pg_stat_statements") + `(false) s` + where + `
+ order by s.dbid, s.queryid, s.userid, s.toplevel`
+}
+
+// TextsSQL reads the texts of the query ids in $1 (bigint[]) of the current
+// database.
+func TextsSQL(schema string) string {
+	return marker + `select distinct on (s.queryid) s.queryid, s.query
+  from ` + postgres.Ident(schema, "pg_stat_statements") + `(true) s
+ where s.dbid = (select oid from pg_database where datname = current_database())
+   and s.queryid = any($1::bigint[]) and s.query is not null
+ order by s.queryid, s.toplevel desc, s.userid`
+}
+
+// Texts remembers statement texts by query id between polls of one target,
+// so that a poll reads texts only for statements it has not seen before.
+// The zero value is ready to use; it is not safe for concurrent use.
+type Texts struct {
+	m map[int64]string
+	// Fetched counts the texts read from the server so far.
+	Fetched int
+}
+
+// Len is the number of texts remembered.
+func (t *Texts) Len() int { return len(t.m) }
+
+// Counters is one read of the pg_stat_statements counters, without texts.
+type Counters struct {
+	// At is when the read started.
+	At time.Time
+	// StatsReset is pg_stat_statements_info.stats_reset.
+	StatsReset time.Time
+	// ByDB holds the rows of each database read, by database oid, ordered
+	// by query id, user and nesting level. Query is empty.
+	ByDB map[uint32][]delta.Row
+}
+
+// ReadCounters reads the counters of the current database, or of every
+// database of the server when all is set (one read then serves every
+// target that is a database of the server), and the time of the view's
+// last full reset. at becomes Counters.At.
+func ReadCounters(ctx context.Context, q postgres.Querier, src Source, at time.Time, all bool) (Counters, error) {
+	c := Counters{At: at, ByDB: map[uint32][]delta.Row{}}
 	if !src.Usable {
-		return s, errors.New("read pg_stat_statements: source not usable")
+		return c, errors.New("read pg_stat_statements: source not usable")
 	}
 	var reset *time.Time
 	err := q.QueryRow(ctx, marker+"select stats_reset from "+postgres.Ident(src.Schema, "pg_stat_statements_info")).Scan(&reset)
 	if err != nil {
-		return s, readErr("read pg_stat_statements_info", err)
+		return c, readErr("read pg_stat_statements_info", err)
 	}
 	if reset != nil {
-		s.StatsReset = reset.UTC()
+		c.StatsReset = reset.UTC()
 	}
-	rows, err := q.Query(ctx, StatementsSQL(src.ServerVersion, src.ExtVersion, src.Schema))
+	rows, err := q.Query(ctx, countersSQL(src, all))
 	if err != nil {
-		return s, readErr("read pg_stat_statements", err)
+		return c, readErr("read pg_stat_statements", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var (
+			dbid    uint32
 			queryID *int64
-			text    *string
 			since   *time.Time
 			r       delta.Row
 		)
-		if err := rows.Scan(&queryID, &r.UserID, &r.TopLevel, &text, &r.Calls, &r.TotalExecTimeMs,
+		if err := rows.Scan(&dbid, &queryID, &r.UserID, &r.TopLevel, &r.Calls, &r.TotalExecTimeMs,
 			&r.Rows, &r.SharedBlksHit, &r.SharedBlksRead, &since); err != nil {
-			return s, fmt.Errorf("scan pg_stat_statements: %w", err)
+			return c, fmt.Errorf("scan pg_stat_statements: %w", err)
 		}
 		if queryID == nil {
 			continue
 		}
 		r.QueryID = strconv.FormatInt(*queryID, 10)
-		if text != nil {
-			r.Query = *text
-		}
 		if since != nil {
 			r.StatsSince = since.UTC()
 		}
-		s.Rows = append(s.Rows, r)
+		c.ByDB[dbid] = append(c.ByDB[dbid], r)
 	}
 	if err := rows.Err(); err != nil {
-		return s, readErr("read pg_stat_statements", err)
+		return c, readErr("read pg_stat_statements", err)
+	}
+	return c, nil
+}
+
+// Rows returns a copy of the rows of database dbid and their query ids.
+func (c Counters) Rows(dbid uint32) ([]delta.Row, []int64) {
+	rows := append([]delta.Row(nil), c.ByDB[dbid]...)
+	ids := make([]int64, len(rows))
+	for i, r := range rows {
+		ids[i], _ = strconv.ParseInt(r.QueryID, 10, 64)
+	}
+	return rows, ids
+}
+
+// AllTextsSQL reads the text of every statement of every database.
+func AllTextsSQL(schema string) string {
+	return marker + `select s.dbid, s.queryid, s.query
+  from ` + postgres.Ident(schema, "pg_stat_statements") + `(true) s
+ where s.queryid is not null and s.query is not null`
+}
+
+// ReadAllTexts reads the text of every statement of every database of the
+// server, by database oid and query id: one read of the query text file
+// for all targets that are databases of the server.
+func ReadAllTexts(ctx context.Context, q postgres.Querier, src Source) (map[uint32]map[int64]string, error) {
+	rows, err := q.Query(ctx, AllTextsSQL(src.Schema))
+	if err != nil {
+		return nil, readErr("read pg_stat_statements texts", err)
+	}
+	defer rows.Close()
+	out := map[uint32]map[int64]string{}
+	for rows.Next() {
+		var (
+			dbid uint32
+			id   int64
+			text string
+		)
+		if err := rows.Scan(&dbid, &id, &text); err != nil {
+			return nil, fmt.Errorf("scan pg_stat_statements texts: %w", err)
+		}
+		if out[dbid] == nil {
+			out[dbid] = map[int64]string{}
+		}
+		out[dbid][id] = text
+	}
+	if err := rows.Err(); err != nil {
+		return nil, readErr("read pg_stat_statements texts", err)
+	}
+	return out, nil
+}
+
+// Sample is the sample of the database src describes: its rows of c, with
+// their texts from texts (read from the server through q for query ids
+// texts does not hold yet; ids no longer in the view are forgotten). c is
+// not modified.
+func (c Counters) Sample(ctx context.Context, q postgres.Querier, src Source, texts *Texts) (delta.Sample, error) {
+	s := delta.Sample{At: c.At, StatsReset: c.StatsReset}
+	var ids []int64
+	s.Rows, ids = c.Rows(src.DBID)
+	if texts == nil {
+		texts = &Texts{}
+	}
+	if err := texts.fill(ctx, q, src.Schema, ids); err != nil {
+		return s, err
+	}
+	for i := range s.Rows {
+		// A statement evicted between the two reads has no text: it reads
+		// as unreadable for this poll (and is left out), and is looked up
+		// again at the next.
+		s.Rows[i].Query = texts.m[ids[i]]
 	}
 	return s, nil
+}
+
+// ReadStatements reads the pg_stat_statements rows of the current database
+// with their texts (see Counters.Sample) and the time of the view's last
+// full reset. at becomes Sample.At. A nil texts reads every text.
+func ReadStatements(ctx context.Context, q postgres.Querier, src Source, at time.Time, texts *Texts) (delta.Sample, error) {
+	c, err := ReadCounters(ctx, q, src, at, false)
+	if err != nil {
+		return delta.Sample{At: at}, err
+	}
+	if len(c.ByDB) == 1 {
+		// The current database's oid, for a src built by hand.
+		for id := range c.ByDB {
+			src.DBID = id
+		}
+	}
+	return c.Sample(ctx, q, src, texts)
+}
+
+// fill reads the texts of the ids it does not hold and forgets the ids not
+// in ids.
+func (t *Texts) fill(ctx context.Context, q postgres.Querier, schema string, ids []int64) error {
+	seen := make(map[int64]bool, len(ids))
+	var missing []int64
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		if _, ok := t.m[id]; !ok {
+			missing = append(missing, id)
+		}
+	}
+	for id := range t.m {
+		if !seen[id] {
+			delete(t.m, id)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if t.m == nil {
+		t.m = make(map[int64]string, len(missing))
+	}
+	rows, err := q.Query(ctx, TextsSQL(schema), missing)
+	if err != nil {
+		return readErr("read pg_stat_statements texts", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id   int64
+			text string
+		)
+		if err := rows.Scan(&id, &text); err != nil {
+			return fmt.Errorf("scan pg_stat_statements texts: %w", err)
+		}
+		t.m[id] = text
+		t.Fetched++
+	}
+	if err := rows.Err(); err != nil {
+		return readErr("read pg_stat_statements texts", err)
+	}
+	return nil
 }
 
 func readErr(what string, err error) error {

@@ -11,6 +11,7 @@ import (
 	"github.com/indexpilot/indexpilot/events"
 	"github.com/indexpilot/indexpilot/pkg/pgtest"
 	"github.com/indexpilot/indexpilot/pkg/postgres"
+	"github.com/indexpilot/indexpilot/services/collector/internal/delta"
 )
 
 func TestProbeAndReadStatements(t *testing.T) {
@@ -30,7 +31,7 @@ func TestProbeAndReadStatements(t *testing.T) {
 	require.Equal(t, "public", src.Schema)
 
 	at := time.Now().UTC()
-	s, err := ReadStatements(ctx, db.Pool, src, at)
+	s, err := ReadStatements(ctx, db.Pool, src, at, nil)
 	require.NoError(t, err)
 	require.Equal(t, at, s.At)
 	require.False(t, s.StatsReset.IsZero(), "pg_stat_statements_info.stats_reset must be read")
@@ -44,6 +45,61 @@ func TestProbeAndReadStatements(t *testing.T) {
 		}
 	}
 	require.True(t, found, "the test statement is not among %d rows", len(s.Rows))
+}
+
+// TestReadStatementsTextsOnce checks that texts are read once per statement:
+// a second read of the same statements fetches no text, a new statement's
+// text is fetched, and a statement gone from the view is forgotten.
+func TestReadStatementsTextsOnce(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDatabase(t)
+	db.RequireExtension(t, "pg_stat_statements")
+	ctx := context.Background()
+	db.Exec(t, "create table items (id bigint primary key, sku text not null)")
+	_, err := db.Pool.Exec(ctx, "select sku from items where id = $1", 1)
+	require.NoError(t, err)
+	src, err := ProbeStatements(ctx, db.Pool)
+	require.NoError(t, err)
+	require.True(t, src.Usable, "probe said: %s", src.Reason)
+
+	textOf := func(s delta.Sample, q string) bool {
+		for _, r := range s.Rows {
+			if r.Query == q {
+				return true
+			}
+		}
+		return false
+	}
+	var texts Texts
+	s, err := ReadStatements(ctx, db.Pool, src, time.Now(), &texts)
+	require.NoError(t, err)
+	require.True(t, textOf(s, "select sku from items where id = $1"))
+	first := texts.Fetched
+	require.Positive(t, first)
+	require.Equal(t, texts.Len(), first)
+
+	// Nothing new but the reads themselves (whose texts were read with
+	// the first statement or are new now): the known texts are not read again.
+	s, err = ReadStatements(ctx, db.Pool, src, time.Now(), &texts)
+	require.NoError(t, err)
+	require.True(t, textOf(s, "select sku from items where id = $1"), "a remembered text is used")
+	again := texts.Fetched
+	s, err = ReadStatements(ctx, db.Pool, src, time.Now(), &texts)
+	require.NoError(t, err)
+	require.Equal(t, again, texts.Fetched, "a third read of the same statements fetches no text")
+
+	_, err = db.Pool.Exec(ctx, "select id from items where sku = $1", "x")
+	require.NoError(t, err)
+	s, err = ReadStatements(ctx, db.Pool, src, time.Now(), &texts)
+	require.NoError(t, err)
+	require.True(t, textOf(s, "select id from items where sku = $1"), "a new statement's text is read")
+	require.Equal(t, again+1, texts.Fetched, "only the new statement's text is read")
+
+	// An id gone from the view is forgotten.
+	texts.m[-42] = "select 'gone'"
+	_, err = ReadStatements(ctx, db.Pool, src, time.Now(), &texts)
+	require.NoError(t, err)
+	require.NotContains(t, texts.m, int64(-42))
 }
 
 func TestProbeWithoutExtension(t *testing.T) {
@@ -224,7 +280,7 @@ func TestStatementsSQLPerVersion(t *testing.T) {
 	} {
 		sql := StatementsSQL(tc.server, tc.ext, "public")
 		require.True(t, strings.HasPrefix(sql, "/* indexpilot:collector */"), "marker first: %s", sql)
-		require.Contains(t, sql, `from "public"."pg_stat_statements" s`)
+		require.Contains(t, sql, `from "public"."pg_stat_statements"(false) s`, "counters without texts")
 		for _, col := range []string{"s.queryid", "s.userid", "s.toplevel", "s.calls", "s.total_exec_time", "s.shared_blks_hit", "s.shared_blks_read"} {
 			require.Contains(t, sql, col, "server %d", tc.server)
 		}
@@ -266,6 +322,6 @@ func TestReadStatementsStatsResetIsReadOn15(t *testing.T) {
 	require.GreaterOrEqual(t, src.ServerVersion, 140000)
 	require.NotEmpty(t, src.ExtVersion)
 	// Runs whatever SQL StatementsSQL chose for the local server.
-	_, err = ReadStatements(ctx, db.Pool, src, time.Now())
+	_, err = ReadStatements(ctx, db.Pool, src, time.Now(), nil)
 	require.NoError(t, err)
 }
