@@ -59,21 +59,21 @@ func Method(spec events.IndexSpec) string {
 
 // NotNullPredicate is the predicate of a partial index on the rows where
 // column is not null, in the form pg_get_expr prints it for a simple
-// lower-case name: "(deleted_at IS NOT NULL)". It is the only predicate
-// form IndexPilot renders; CreateSQL re-renders it from the column.
+// lower-case name: "(deleted_at IS NOT NULL)". It is
+// Condition{column, TestIsNotNull}.Predicate(); CreateSQL re-renders it
+// from the column.
 func NotNullPredicate(column string) string {
-	return "(" + displayIdent(column) + " IS NOT NULL)"
+	return Condition{Column: column, Test: TestIsNotNull}.Predicate()
 }
 
 // ParseNotNullPredicate reads a predicate made by NotNullPredicate (or
 // printed by the catalog for such an index) and returns its column.
 func ParseNotNullPredicate(p string) (string, bool) {
-	if !strings.HasPrefix(p, "(") || !strings.HasSuffix(p, " IS NOT NULL)") {
+	c, ok := ParseCondition(p)
+	if !ok || c.Test != TestIsNotNull {
 		return "", false
 	}
-	arg := p[1 : len(p)-len(" IS NOT NULL)")]
-	_, col, ok := ParseExprKey("f(" + arg + ")")
-	return col, ok
+	return c.Column, true
 }
 
 // displayIdent writes a name as the catalog does: bare when it is a
@@ -84,6 +84,12 @@ func displayIdent(name string) string {
 		if !(r == '_' || (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9')) {
 			simple = false
 		}
+	}
+	switch name {
+	case "true", "false", "null", "not":
+		// Keywords the catalog quotes and ParseCondition must not take
+		// for a column.
+		simple = false
 	}
 	if simple {
 		return name
@@ -98,8 +104,8 @@ var ExprFunctions = []string{"lower", "upper"}
 
 // Validate checks that spec can be rendered: a table, at least one key
 // (column or expression), a known method, expression keys from
-// ExprFunctions on a named column, and no predicate other than
-// NotNullPredicate's form.
+// ExprFunctions on a named column, and no predicate other than one
+// ParseCondition reads (one column, one value-free test).
 func Validate(spec events.IndexSpec) error {
 	switch {
 	case spec.Schema == "" || spec.Table == "":
@@ -108,8 +114,8 @@ func Validate(spec events.IndexSpec) error {
 		return fmt.Errorf("index spec on %s: no columns", spec.QualifiedTable())
 	}
 	if spec.Predicate != "" {
-		if _, ok := ParseNotNullPredicate(spec.Predicate); !ok {
-			return fmt.Errorf("index spec on %s: only a column IS NOT NULL predicate is supported", spec.QualifiedTable())
+		if _, ok := ParseCondition(spec.Predicate); !ok {
+			return fmt.Errorf("index spec on %s: only a predicate of one column and a value-free test (IS [NOT] NULL, IS TRUE/FALSE, col, NOT col) is supported", spec.QualifiedTable())
 		}
 	}
 	switch Method(spec) {
@@ -152,9 +158,9 @@ func CreateSQL(spec events.IndexSpec, name string, concurrently bool) string {
 		conc = "CONCURRENTLY "
 	}
 	where := ""
-	if col, ok := ParseNotNullPredicate(spec.Predicate); ok {
-		// Re-rendered from the column, never copied.
-		where = " WHERE " + postgres.Ident(col) + " IS NOT NULL"
+	if c, ok := ParseCondition(spec.Predicate); ok {
+		// Re-rendered from the parsed condition, never copied.
+		where = " WHERE " + c.SQL()
 	}
 	return fmt.Sprintf("CREATE INDEX %s%s ON %s USING %s (%s)%s",
 		conc, postgres.Ident(name), postgres.Ident(spec.Schema, spec.Table), Method(spec), strings.Join(cols, ", "), where)
@@ -188,10 +194,11 @@ type Existing struct {
 }
 
 // Equal reports whether e is the index spec describes: same method, same
-// keys (columns and expressions) in the same order, same predicate.
+// keys (columns and expressions) in the same order, same predicate
+// (SamePredicate: "(active = true)" is "active").
 func (e Existing) Equal(spec events.IndexSpec) bool {
 	n := len(spec.Columns) + len(spec.Expressions)
-	if e.Method != Method(spec) || e.Predicate != spec.Predicate || len(e.Columns) != n {
+	if e.Method != Method(spec) || !SamePredicate(e.Predicate, spec.Predicate) || len(e.Columns) != n {
 		return false
 	}
 	return e.leadingKeysMatch(spec)
@@ -203,7 +210,7 @@ func (e Existing) Equal(spec events.IndexSpec) bool {
 // expression key covers only the same expression.
 func (e Existing) Covers(spec events.IndexSpec) bool {
 	n := len(spec.Columns) + len(spec.Expressions)
-	if !e.Valid || e.Method != Method(spec) || e.Predicate != spec.Predicate || len(e.Columns) < n {
+	if !e.Valid || e.Method != Method(spec) || !SamePredicate(e.Predicate, spec.Predicate) || len(e.Columns) < n {
 		return false
 	}
 	if e.Method != "btree" && len(e.Columns) != n {
@@ -253,25 +260,11 @@ func ParseExprKey(s string) (fn, col string, ok bool) {
 	for strings.HasPrefix(arg, "(") && strings.HasSuffix(arg, ")") {
 		arg = arg[1 : len(arg)-1]
 	}
-	switch {
-	case len(arg) >= 2 && arg[0] == '"' && arg[len(arg)-1] == '"':
-		inner := arg[1 : len(arg)-1]
-		if strings.Contains(strings.ReplaceAll(inner, `""`, ""), `"`) {
-			return "", "", false
-		}
-		return fn, strings.ReplaceAll(inner, `""`, `"`), true
-	case arg != "":
-		for _, r := range arg {
-			if !(r == '_' || r == '$' || (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9')) {
-				return "", "", false
-			}
-		}
-		if arg[0] >= '0' && arg[0] <= '9' {
-			return "", "", false
-		}
-		return fn, arg, true
+	col, ok = parseIdent(arg)
+	if !ok {
+		return "", "", false
 	}
-	return "", "", false
+	return fn, col, true
 }
 
 const loadSQL = `/* indexpilot:catalog */

@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/indexpilot/indexpilot/events"
+	"github.com/indexpilot/indexpilot/pkg/bypass"
+	"github.com/indexpilot/indexpilot/pkg/config"
 	"github.com/indexpilot/indexpilot/pkg/indexdef"
 	"github.com/indexpilot/indexpilot/services/scorer/internal/candidates"
 	"github.com/indexpilot/indexpilot/services/scorer/internal/sqlparse"
@@ -98,6 +100,11 @@ type Options struct {
 	// Until, when set, ends the workload window there instead of at the
 	// latest observation.
 	Until time.Time
+	// Retained, when set, is the workload to score instead of the stored
+	// statistics (replay from a Kafka offset): exactly its events, Since
+	// and Until still applying. Removal proposals still come from the
+	// stored index usage.
+	Retained *Retained
 }
 
 // Report is what one scoring run of a target found: the counts behind the
@@ -153,6 +160,10 @@ func (r *Report) Payloads() []events.Payload {
 // its latest observation (not at now, so a replay scores the same), one
 // row per statement in query-id order. The text kept is the latest seen.
 func (s *Scorer) loadWorkload(ctx context.Context, target string, opts Options) ([]*statement, time.Time, time.Time, error) {
+	if opts.Retained != nil {
+		stmts, start, end := s.retainedWorkload(target, opts.Retained, opts)
+		return stmts, start, end, nil
+	}
 	var end *time.Time
 	if err := s.deps.Control.QueryRow(ctx, `/* indexpilot:scorer */
 select max(window_end) from indexpilot.workload_stats where target = $1 and ($2::timestamptz is null or window_end <= $2)`,
@@ -226,12 +237,16 @@ func (s *Scorer) Score(ctx context.Context, target string, opts Options) (*Repor
 	if err != nil {
 		return nil, err
 	}
-	g, err := s.loadGenome(ctx, target)
+	// The expression_checks feature (bypass level "feature"): when it is
+	// off, the per-tenant field activation in expression_profile is not
+	// consulted and no expression candidate is generated.
+	exprChecks, _ := s.bp.Allows(bypass.LevelFeature, config.FeatureExpressionChecks)
+	g, err := s.loadGenome(ctx, target, exprChecks)
 	if err != nil {
 		return nil, err
 	}
 	if len(stmts) > 0 {
-		if err := s.scoreWorkload(ctx, pool, target, fv, stmts, g, rep); err != nil {
+		if err := s.scoreWorkload(ctx, pool, target, fv, stmts, g, rep, opts); err != nil {
 			return nil, err
 		}
 	}
@@ -244,7 +259,7 @@ func (s *Scorer) Score(ctx context.Context, target string, opts Options) (*Repor
 	return rep, nil
 }
 
-func (s *Scorer) scoreWorkload(ctx context.Context, pool *pgxpool.Pool, target, fv string, stmts []*statement, g *genomeRules, rep *Report) error {
+func (s *Scorer) scoreWorkload(ctx context.Context, pool *pgxpool.Pool, target, fv string, stmts []*statement, g *genomeRules, rep *Report, opts Options) error {
 	cat, err := loadCatalog(ctx, pool)
 	if err != nil {
 		return err
@@ -285,6 +300,7 @@ func (s *Scorer) scoreWorkload(ctx context.Context, pool *pgxpool.Pool, target, 
 	}
 	cands := candidates.Generate(inputs, existing, candidates.Options{
 		MaxColumns: s.deps.Config.Scorer.MaxColumns, TenantColumn: g.tenantColumn, Skip: g.skip,
+		NoExpressions: !g.expressions,
 	})
 	// The executor builds a partitioned table's index per partition from
 	// its plain columns: no expression or partial candidates there.
@@ -305,7 +321,7 @@ func (s *Scorer) scoreWorkload(ctx context.Context, pool *pgxpool.Pool, target, 
 	sel := &selector{
 		s: s, ctx: ctx, sess: sess, formula: formulas[fv], stmts: parsed,
 		tables: map[string]*tableInfo{}, pool: pool, target: target, windowEnd: rep.WindowEnd,
-		window: rep.WindowEnd.Sub(rep.WindowStart), notEval: map[string]bool{},
+		window: rep.WindowEnd.Sub(rep.WindowStart), notEval: map[string]bool{}, retained: opts.Retained,
 	}
 	if !sess.Available() {
 		rep.WhatIfMethod = WhatIfStats

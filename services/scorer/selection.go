@@ -8,6 +8,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/indexpilot/indexpilot/events"
@@ -90,7 +91,10 @@ type selector struct {
 	stmts     []*statement
 	target    string
 	windowEnd time.Time
-	window    time.Duration
+	// retained, when set, holds the table statistics to read writes from
+	// instead of the control database (replay from a Kafka offset).
+	retained *Retained
+	window   time.Duration
 	// stats: HypoPG is missing; costs with indexes come from the model.
 	stats  bool
 	tables map[string]*tableInfo
@@ -430,11 +434,19 @@ func (sel *selector) charges(spec events.IndexSpec) (write, build float64, err e
 	for _, e := range spec.Expressions {
 		entry += ti.width[e.Column]
 	}
+	// A partial index holds (and maintains) only the rows that pass its
+	// predicate.
+	frac := 1.0
+	if spec.Predicate != "" {
+		if frac, err = sel.sess.PredicateFraction(sel.ctx, spec); err != nil {
+			return 0, 0, err
+		}
+	}
 	if sel.formula.writeOverhead && ti.rowWidth > 0 {
-		write = ti.writes * entry / ti.rowWidth * rowWriteCost
+		write = ti.writes * frac * entry / ti.rowWidth * rowWriteCost
 	}
 	if sel.formula.buildCost {
-		n := math.Max(ti.tuples, 2)
+		n := math.Max(ti.tuples*frac, 2)
 		pages := math.Ceil(n * entry / (8192 * 0.9))
 		full := ti.pages*seqPageCost + n*(cpuTupleCost+2*cpuOperatorCost*math.Log2(n)) + pages*seqPageCost
 		share := sel.window.Hours() / sel.s.deps.Config.Scorer.BuildAmortization.Hours()
@@ -502,39 +514,43 @@ select c.relpages::float8, greatest(c.reltuples, 0)::float8, a.attname,
 // the window, never extrapolated: a bulk load seen over a few seconds is
 // not taken for a rate that lasts all day.
 func (sel *selector) writes(schema, name string) (float64, error) {
+	from, to := sel.windowEnd.Add(-sel.window), sel.windowEnd.Add(sel.s.deps.Config.Collector.Interval)
+	if sel.retained != nil {
+		return retainedWrites(sel.retained, sel.target, schema, name, from, to), nil
+	}
 	rows, err := sel.s.deps.Control.Query(sel.ctx, `/* indexpilot:scorer */
-select observed_at, inserts + updates - hot_updates
+select inserts + updates - hot_updates
   from indexpilot.table_stat_samples
  where target = $1 and schema_name = $2 and table_name = $3 and observed_at > $4 and observed_at <= $5
- order by observed_at`, sel.target, schema, name, sel.windowEnd.Add(-sel.window), sel.windowEnd.Add(sel.s.deps.Config.Collector.Interval))
+ order by observed_at`, sel.target, schema, name, from, to)
 	if err != nil {
 		return 0, fmt.Errorf("read write rate of %s.%s: %w", schema, name, err)
 	}
-	defer rows.Close()
-	var (
-		prev, total float64
-		n           int
-	)
-	for rows.Next() {
-		var at time.Time
-		var v float64
-		if err := rows.Scan(&at, &v); err != nil {
-			return 0, fmt.Errorf("read write rate of %s.%s: %w", schema, name, err)
-		}
-		switch {
-		case n == 0:
-		case v >= prev:
-			total += v - prev
-		default:
-			total += v
-		}
-		prev = v
-		n++
-	}
-	if err := rows.Err(); err != nil {
+	values, err := pgx.CollectRows(rows, pgx.RowTo[float64])
+	if err != nil {
 		return 0, fmt.Errorf("read write rate of %s.%s: %w", schema, name, err)
 	}
-	return total, nil
+	return counterIncrease(values), nil
+}
+
+// impliesPredicate reports whether the rows u reads all pass a partial
+// index's predicate (always for a full index), as the planner would prove
+// it from the statement's own conditions: the same value-free condition
+// among its top-level AND terms.
+func impliesPredicate(u *sqlparse.TableUsage, predicate string) bool {
+	if predicate == "" {
+		return true
+	}
+	c, ok := indexdef.ParseCondition(predicate)
+	if !ok {
+		return false
+	}
+	for _, have := range u.Conditions {
+		if candidates.Condition(have) == c {
+			return true
+		}
+	}
+	return false
 }
 
 // modelCost is the statistics model used when HypoPG is missing: for each
@@ -551,7 +567,7 @@ func (sel *selector) modelCost(st *statement, base float64, set []events.IndexSp
 		key := u.Table.Schema + "." + u.Table.Name
 		var best float64
 		for _, sp := range set {
-			if sp.QualifiedTable() != key {
+			if sp.QualifiedTable() != key || !impliesPredicate(&u, sp.Predicate) {
 				continue
 			}
 			ti, err := sel.table(sp.Schema, sp.Table)

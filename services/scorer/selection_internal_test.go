@@ -10,6 +10,7 @@ import (
 	"github.com/indexpilot/indexpilot/pkg/config"
 	"github.com/indexpilot/indexpilot/pkg/stage"
 	"github.com/indexpilot/indexpilot/services/scorer/internal/candidates"
+	"github.com/indexpilot/indexpilot/services/scorer/internal/sqlparse"
 )
 
 // fakeWorkload is a planner stand-in: each statement has a base cost and,
@@ -203,4 +204,22 @@ func TestChooseTakesTheBestNotTheFirstPriced(t *testing.T) {
 	got, err = f.selector(t, nil, stmts...).choose(cands)
 	require.NoError(t, err)
 	require.Equal(t, []string{"t.a", "t.z"}, chosenLabels(got))
+}
+
+func TestImpliesPredicate(t *testing.T) {
+	st, err := sqlparse.Extract("SELECT * FROM t WHERE deleted_at IS NULL AND a = $1 AND (b IS NOT NULL OR c = $2) AND active", nil)
+	require.NoError(t, err)
+	u := &st.Tables[0]
+	for pred, want := range map[string]bool{
+		"":                         true,
+		"(deleted_at IS NULL)":     true,
+		"active":                   true,
+		"(active = true)":          true,
+		"(b IS NOT NULL)":          false, // under OR
+		"(NOT active)":             false,
+		"(deleted_at IS NOT NULL)": false,
+		"(a > 0)":                  false,
+	} {
+		require.Equal(t, want, impliesPredicate(u, pred), pred)
+	}
 }

@@ -62,10 +62,18 @@ func TestReplay(t *testing.T) {
 		{"replay", "--until", "soon"},
 		{"replay", "--emit"},
 		{"replay", "--target", "nope"},
+		{"replay", "--since", "99999999999999999999"},
 	} {
 		code, _, stderr := runCLI(t, env, args...)
 		require.Equal(t, 2, code, "args %v: %s", args, stderr)
 		require.True(t, strings.HasPrefix(stderr, "indexpilot: replay:"), stderr)
+	}
+
+	// An offset is a Kafka notion: on the memory bus, one line and exit 1.
+	for _, since := range []string{"42", "1:42"} {
+		code, _, stderr = runCLI(t, env, "replay", "--since", since)
+		require.Equal(t, 1, code, stderr)
+		require.Equal(t, "indexpilot: replay: --since "+since+": offsets exist only on the kafka transport (bus.transport is memory)", strings.TrimSpace(stderr))
 	}
 }
 

@@ -8,6 +8,7 @@ package candidates
 import (
 	"slices"
 	"sort"
+	"strconv"
 
 	"github.com/indexpilot/indexpilot/events"
 	"github.com/indexpilot/indexpilot/pkg/indexdef"
@@ -32,7 +33,18 @@ type Options struct {
 	// indexable in the genome, or disabled for every tenant); a candidate
 	// that would use it is not generated.
 	Skip func(schema, table, column string) bool
+	// MinShared is how many distinct statements on a table must carry
+	// the same value-free condition (deleted_at IS NULL, active, NOT
+	// archived, flag IS TRUE/FALSE) for it to become the predicate of
+	// partial candidates; 0 or less means DefaultMinShared.
+	MinShared int
+	// NoExpressions turns off expression candidates (the
+	// expression_checks feature is off).
+	NoExpressions bool
 }
+
+// DefaultMinShared is Options.MinShared when it is not set.
+const DefaultMinShared = 2
 
 // Input is one statement of the workload.
 type Input struct {
@@ -49,7 +61,7 @@ type Input struct {
 // Candidate is a proposed index and the statements it could serve.
 type Candidate struct {
 	// Spec is a btree index on plain columns, or on columns then one
-	// expression key; its only possible predicate is "col IS NOT NULL".
+	// expression key; its predicate, if any, is an indexdef.Condition.
 	Spec events.IndexSpec
 	// QueryIDs are the distinct, non-empty query ids of the statements that
 	// motivated Spec, sorted.
@@ -75,6 +87,14 @@ type Candidate struct {
 //   - partial variants for a usage with col IS NOT NULL: each of the
 //     above, and (col) itself, WHERE col IS NOT NULL
 //     (indexdef.NotNullPredicate);
+//   - partial variants on a shared condition: when at least
+//     Options.MinShared distinct statements on a table carry the same
+//     value-free condition as a top-level AND term of their WHERE
+//     (sqlparse.TableUsage.Conditions: col IS NULL, a boolean col, NOT
+//     col, col IS TRUE/FALSE), each of those statements' column lists
+//     above, minus the columns the statement's conditions fix,
+//     WHERE <condition> — rendered from the parsed condition
+//     (indexdef.Condition), never from statement text;
 //   - minus candidates on a column Options.Skip rejects;
 //   - minus anything an index in existing already covers
 //     (indexdef.FindCovering: same method, leading key columns in order,
@@ -90,6 +110,7 @@ func Generate(stmts []Input, existing map[string][]indexdef.Existing, opts Optio
 		width = DefaultMaxColumns
 	}
 	g := &generator{existing: existing, byKey: map[string]*pending{}, covered: map[string]bool{}}
+	shared := sharedConditions(stmts, opts)
 	for _, in := range stmts {
 		if in.Stmt == nil {
 			continue
@@ -106,8 +127,10 @@ func Generate(stmts []Input, existing map[string][]indexdef.Existing, opts Optio
 			for _, cols := range sets {
 				g.add(u.Table, cols, nil, "", in.QueryID)
 			}
-			for _, x := range expressions(u, opts.TenantColumn, width) {
-				g.add(u.Table, x.cols, []events.IndexExpr{x.expr}, "", in.QueryID)
+			if !opts.NoExpressions {
+				for _, x := range expressions(u, opts.TenantColumn, width) {
+					g.add(u.Table, x.cols, []events.IndexExpr{x.expr}, "", in.QueryID)
+				}
 			}
 			// Partial variants: the statement only reads rows where n is
 			// not null, so an index on those rows alone serves it.
@@ -116,6 +139,27 @@ func Generate(stmts []Input, existing map[string][]indexdef.Existing, opts Optio
 					g.add(u.Table, cols, nil, indexdef.NotNullPredicate(n), in.QueryID)
 				}
 				g.add(u.Table, []string{n}, nil, indexdef.NotNullPredicate(n), in.QueryID)
+			}
+			// Partial variants on a condition several statements share:
+			// the statement reads only rows that pass it.
+			// Columns the statement's conditions fix (deleted_at IS NULL,
+			// active) make poor keys under such a predicate: left out.
+			fixed := map[string]bool{}
+			for _, c := range u.Conditions {
+				if c.Test != sqlparse.CondIsNotNull {
+					fixed[c.Column] = true
+				}
+			}
+			for _, c := range u.Conditions {
+				if c.Test == sqlparse.CondIsNotNull || !shared[tableCond{u.Table, c}] {
+					continue // IS NOT NULL has its own variants above
+				}
+				pred := Condition(c).Predicate()
+				for _, cols := range sets {
+					if keys := slices.DeleteFunc(slices.Clone(cols), func(k string) bool { return fixed[k] }); len(keys) > 0 {
+						g.add(u.Table, keys, nil, pred, in.QueryID)
+					}
+				}
 			}
 		}
 	}
@@ -133,6 +177,66 @@ func Generate(stmts []Input, existing map[string][]indexdef.Existing, opts Optio
 		}
 		sort.Strings(ids)
 		out = append(out, Candidate{Spec: p.spec, QueryIDs: ids})
+	}
+	return out
+}
+
+// condTests maps the parser's tests to the rendered ones.
+var condTests = map[sqlparse.CondTest]indexdef.Test{
+	sqlparse.CondIsNull: indexdef.TestIsNull, sqlparse.CondIsNotNull: indexdef.TestIsNotNull,
+	sqlparse.CondIsTrue: indexdef.TestIsTrue, sqlparse.CondIsFalse: indexdef.TestIsFalse,
+	sqlparse.CondTrue: indexdef.TestTrue, sqlparse.CondFalse: indexdef.TestFalse,
+}
+
+// Condition is the partial-index condition of a parsed one.
+func Condition(c sqlparse.Condition) indexdef.Condition {
+	return indexdef.Condition{Column: c.Column, Test: condTests[c.Test]}
+}
+
+type tableCond struct {
+	table sqlparse.TableRef
+	cond  sqlparse.Condition
+}
+
+// sharedConditions returns the (table, condition) pairs carried by at
+// least opts.MinShared distinct statements (by query id; an input without
+// one counts on its own). A condition on a column opts.Skip rejects is
+// never shared.
+func sharedConditions(stmts []Input, opts Options) map[tableCond]bool {
+	need := opts.MinShared
+	if need <= 0 {
+		need = DefaultMinShared
+	}
+	seen := map[tableCond]map[string]bool{}
+	for i, in := range stmts {
+		if in.Stmt == nil {
+			continue
+		}
+		id := in.QueryID
+		if id == "" {
+			id = "#" + strconv.Itoa(i)
+		}
+		for _, u := range in.Stmt.Tables {
+			if u.Table.Schema == "" || u.Table.Name == "" {
+				continue
+			}
+			for _, c := range u.Conditions {
+				if opts.Skip != nil && opts.Skip(u.Table.Schema, u.Table.Name, c.Column) {
+					continue
+				}
+				k := tableCond{u.Table, c}
+				if seen[k] == nil {
+					seen[k] = map[string]bool{}
+				}
+				seen[k][id] = true
+			}
+		}
+	}
+	out := map[tableCond]bool{}
+	for k, ids := range seen {
+		if len(ids) >= need {
+			out[k] = true
+		}
 	}
 	return out
 }
@@ -190,6 +294,7 @@ func withoutSkipped(u *sqlparse.TableUsage, skip func(schema, table, column stri
 	c.Expressions = slices.DeleteFunc(slices.Clone(u.Expressions), func(x sqlparse.ExprUsage) bool {
 		return slices.ContainsFunc(x.Columns, off)
 	})
+	c.Conditions = slices.DeleteFunc(slices.Clone(u.Conditions), func(x sqlparse.Condition) bool { return off(x.Column) })
 	c.OrderBy = nil
 	for _, o := range u.OrderBy {
 		if off(o.Column) {

@@ -74,6 +74,28 @@ const (
 	OpLikePrefix Op = "like_prefix"
 )
 
+// CondTest is a value-free test of a column.
+type CondTest string
+
+// The tests a Condition records.
+const (
+	CondIsNull    CondTest = "is_null"     // col IS NULL
+	CondIsNotNull CondTest = "is_not_null" // col IS NOT NULL
+	CondIsTrue    CondTest = "is_true"     // col IS TRUE
+	CondIsFalse   CondTest = "is_false"    // col IS FALSE
+	CondTrue      CondTest = "true"        // WHERE col (a boolean column)
+	CondFalse     CondTest = "false"       // WHERE NOT col
+)
+
+// Condition is a test of one column that takes no value, so that it
+// survives pg_stat_statements normalization as written (a literal, true
+// and false included, becomes $n): deleted_at IS NULL, active, NOT
+// archived, active IS TRUE.
+type Condition struct {
+	Column string
+	Test   CondTest
+}
+
 // ExprUsage is a predicate on an expression of one table's columns rather
 // than on a plain column, e.g. lower(email) = $1. Such a predicate can only
 // use an expression index, so the column is deliberately NOT listed in
@@ -118,6 +140,13 @@ type TableUsage struct {
 	GroupBy []string
 	// Expressions are predicates on expressions of this table's columns.
 	Expressions []ExprUsage
+	// Conditions are the value-free tests of this table's columns that
+	// every row the statement reads from the table must pass: top-level
+	// AND terms of a WHERE clause (not under OR or NOT, not in a join's
+	// ON), on a table that is not the nullable side of an outer join. A
+	// partial index with such a predicate can serve the statement. Each
+	// is listed once, in order of appearance.
+	Conditions []Condition
 }
 
 // Statement is the result of Extract.

@@ -86,7 +86,39 @@ func TestExtract(t *testing.T) {
 			name: "IS NULL and IS NOT NULL",
 			sql:  "SELECT * FROM users WHERE deleted_at IS NULL AND email IS NOT NULL",
 			kind: KindSelect,
-			want: []TableUsage{{Table: tbl("users"), IsNull: []string{"deleted_at"}, IsNotNull: []string{"email"}}},
+			want: []TableUsage{{Table: tbl("users"), IsNull: []string{"deleted_at"}, IsNotNull: []string{"email"},
+				Conditions: []Condition{{"deleted_at", CondIsNull}, {"email", CondIsNotNull}}}},
+		},
+		{
+			name: "value-free conditions: only top-level AND terms of WHERE",
+			sql: "SELECT * FROM t WHERE active AND NOT archived AND (deleted_at IS NULL) AND flag IS TRUE AND other IS FALSE " +
+				"AND (x IS NULL OR y IS NULL) AND NOT (z IS NULL) AND w IS NOT TRUE AND a = $1 AND active",
+			kind: KindSelect,
+			want: []TableUsage{{Table: tbl("t"), Equality: []string{"active", "archived", "flag", "other", "a"},
+				IsNull: []string{"deleted_at", "x", "y"},
+				Conditions: []Condition{{"active", CondTrue}, {"archived", CondFalse}, {"deleted_at", CondIsNull},
+					{"flag", CondIsTrue}, {"other", CondIsFalse}}}},
+		},
+		{
+			name: "conditions: outer join's nullable side, ON clauses and correlated references give none",
+			sql: "SELECT * FROM orders o LEFT JOIN customers c ON c.id = o.customer_id AND c.deleted_at IS NULL " +
+				"WHERE c.deleted_at IS NULL AND o.deleted_at IS NULL " +
+				"AND EXISTS (SELECT 1 FROM items i WHERE i.order_id = o.id AND o.active AND i.deleted_at IS NULL)",
+			kind: KindSelect,
+			want: []TableUsage{
+				{Table: tbl("orders"), JoinKeys: []string{"customer_id", "id"}, IsNull: []string{"deleted_at"}, Equality: []string{"active"},
+					Conditions: []Condition{{"deleted_at", CondIsNull}}},
+				{Table: tbl("customers"), JoinKeys: []string{"id"}, IsNull: []string{"deleted_at"}},
+				{Table: tbl("items"), JoinKeys: []string{"order_id"}, IsNull: []string{"deleted_at"},
+					Conditions: []Condition{{"deleted_at", CondIsNull}}},
+			},
+		},
+		{
+			name: "conditions: UPDATE and DELETE",
+			sql:  "UPDATE t SET n = $1 WHERE id = $2 AND deleted_at IS NULL",
+			kind: KindUpdate,
+			want: []TableUsage{{Table: tbl("t"), Equality: []string{"id"}, IsNull: []string{"deleted_at"},
+				Conditions: []Condition{{"deleted_at", CondIsNull}}}},
 		},
 		{
 			name: "LIKE constant prefix only",
@@ -265,7 +297,8 @@ func TestExtract(t *testing.T) {
 			name: "OR branches count, NOT does not",
 			sql:  "SELECT * FROM t WHERE tenant = $1 AND (a = $2 OR b > $3) AND NOT (c = $4) AND NOT archived AND active",
 			kind: KindSelect,
-			want: []TableUsage{{Table: tbl("t"), Equality: []string{"tenant", "a", "archived", "active"}, Range: []string{"b"}}},
+			want: []TableUsage{{Table: tbl("t"), Equality: []string{"tenant", "a", "archived", "active"}, Range: []string{"b"},
+				Conditions: []Condition{{"archived", CondFalse}, {"active", CondTrue}}}},
 		},
 		{
 			name: "row comparison",

@@ -134,6 +134,7 @@ func (x *extractor) selectStmt(s *pg_query.SelectStmt, parent *scope) {
 	}
 	x.joinQuals(joins, local)
 	x.qual(s.GetWhereClause(), local)
+	x.conditions(s.GetWhereClause(), local, nullable(joins))
 	targets := s.GetTargetList()
 	x.groupBy(s.GetGroupClause(), targets, local)
 	x.orderBy(s.GetSortClause(), targets, local)
@@ -162,6 +163,7 @@ func (x *extractor) updateStmt(u *pg_query.UpdateStmt, parent *scope) {
 	}
 	x.joinQuals(joins, local)
 	x.qual(u.GetWhereClause(), local)
+	x.conditions(u.GetWhereClause(), local, nullable(joins))
 	for _, t := range u.GetTargetList() {
 		x.sublinks(t, local)
 	}
@@ -189,6 +191,7 @@ func (x *extractor) deleteStmt(d *pg_query.DeleteStmt, parent *scope) {
 	}
 	x.joinQuals(joins, local)
 	x.qual(d.GetWhereClause(), local)
+	x.conditions(d.GetWhereClause(), local, nullable(joins))
 	for _, t := range d.GetReturningList() {
 		x.sublinks(t, local)
 	}
@@ -670,6 +673,99 @@ func constantPrefix(n *pg_query.Node) bool {
 	}
 	p := s.GetSval()
 	return p != "" && p[0] != '%' && p[0] != '_'
+}
+
+// nullable lists the FROM items on the nullable side of an outer join: a
+// WHERE test of their columns runs above the join, not on their scan.
+func nullable(joins []joinItem) map[*rangeEntry]bool {
+	out := map[*rangeEntry]bool{}
+	for _, j := range joins {
+		var side [][]*rangeEntry
+		switch j.join.GetJointype() {
+		case pg_query.JoinType_JOIN_LEFT:
+			side = [][]*rangeEntry{j.right}
+		case pg_query.JoinType_JOIN_RIGHT:
+			side = [][]*rangeEntry{j.left}
+		case pg_query.JoinType_JOIN_FULL:
+			side = [][]*rangeEntry{j.left, j.right}
+		}
+		for _, list := range side {
+			for _, e := range list {
+				out[e] = true
+			}
+		}
+	}
+	return out
+}
+
+// conditions records the value-free column tests among the top-level AND
+// terms of a WHERE clause (see TableUsage.Conditions).
+func (x *extractor) conditions(n *pg_query.Node, sc *scope, skip map[*rangeEntry]bool) {
+	var add func(n *pg_query.Node)
+	add = func(n *pg_query.Node) {
+		var arg *pg_query.Node
+		var test CondTest
+		switch {
+		case n == nil || n.GetNode() == nil:
+			return
+		case n.GetBoolExpr() != nil:
+			b := n.GetBoolExpr()
+			switch {
+			case b.GetBoolop() == pg_query.BoolExprType_AND_EXPR:
+				for _, a := range b.GetArgs() {
+					add(a)
+				}
+				return
+			case b.GetBoolop() == pg_query.BoolExprType_NOT_EXPR && len(b.GetArgs()) == 1:
+				arg, test = b.GetArgs()[0], CondFalse
+			default:
+				return
+			}
+		case n.GetNullTest() != nil:
+			arg, test = n.GetNullTest().GetArg(), CondIsNotNull
+			if n.GetNullTest().GetNulltesttype() == pg_query.NullTestType_IS_NULL {
+				test = CondIsNull
+			}
+		case n.GetBooleanTest() != nil:
+			arg = n.GetBooleanTest().GetArg()
+			switch n.GetBooleanTest().GetBooltesttype() {
+			case pg_query.BoolTestType_IS_TRUE:
+				test = CondIsTrue
+			case pg_query.BoolTestType_IS_FALSE:
+				test = CondIsFalse
+			default:
+				return
+			}
+		case n.GetColumnRef() != nil:
+			arg, test = n, CondTrue
+		default:
+			return
+		}
+		c, ok := x.plain(arg, sc)
+		// Only a column of this query level: a correlated test of an
+		// outer table's column does not filter that table's scan.
+		if !ok || skip[c.entry] || !inScope(sc, c.entry) {
+			return
+		}
+		u := x.table(*c.entry.table)
+		cond := Condition{Column: c.column, Test: test}
+		for _, have := range u.Conditions {
+			if have == cond {
+				return
+			}
+		}
+		u.Conditions = append(u.Conditions, cond)
+	}
+	add(n)
+}
+
+func inScope(sc *scope, e *rangeEntry) bool {
+	for _, have := range sc.entries {
+		if have == e {
+			return true
+		}
+	}
+	return false
 }
 
 // --- generic traversal --------------------------------------------------

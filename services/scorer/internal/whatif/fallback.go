@@ -65,7 +65,85 @@ func (s *Session) StatsSize(ctx context.Context, spec events.IndexSpec) (int64, 
 	case tuples < 0:
 		return 0, fmt.Errorf("estimate size of index on %s: table has no statistics (never analyzed)", spec.QualifiedTable())
 	}
-	return modelSize(tuples, blockSize, width), nil
+	frac, err := s.PredicateFraction(ctx, spec)
+	if err != nil {
+		return 0, err
+	}
+	return modelSize(tuples*frac, blockSize, width), nil
+}
+
+// predicateStatsSQL reads the statistics of the column of a partial
+// index's condition; the most common values as text ({f,t} for booleans).
+const predicateStatsSQL = `/* indexpilot:scorer */
+select null_frac::float8, coalesce(most_common_vals::text::text[], '{}'), coalesce(most_common_freqs::float8[], '{}')
+  from pg_catalog.pg_stats
+ where schemaname = $1 and tablename = $2 and attname = $3 and not inherited`
+
+// PredicateFraction estimates the share of the table's rows a partial
+// index on spec holds, from pg_stats of the predicate's column: null_frac
+// for IS NULL, the frequency of true or false for a boolean test. 1 for a
+// full index, a predicate it cannot read, or a column without statistics
+// (an upper bound, like the sizes).
+func (s *Session) PredicateFraction(ctx context.Context, spec events.IndexSpec) (float64, error) {
+	if spec.Predicate == "" {
+		return 1, nil
+	}
+	c, ok := indexdef.ParseCondition(spec.Predicate)
+	if !ok {
+		return 1, nil
+	}
+	if err := s.usable(); err != nil {
+		return 0, err
+	}
+	var (
+		nullFrac float64
+		vals     []string
+		freqs    []float64
+	)
+	err := s.conn.QueryRow(ctx, predicateStatsSQL, spec.Schema, spec.Table, c.Column).Scan(&nullFrac, &vals, &freqs)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return 1, nil
+	case err != nil:
+		return 0, classify("read statistics of "+spec.QualifiedTable()+"."+c.Column, err, nil)
+	}
+	return conditionFraction(c.Test, nullFrac, vals, freqs), nil
+}
+
+// conditionFraction is the share of rows that pass test, given the
+// column's null fraction and most common values.
+func conditionFraction(test indexdef.Test, nullFrac float64, vals []string, freqs []float64) float64 {
+	freq := func(v string) (float64, bool) {
+		for i, x := range vals {
+			if x == v && i < len(freqs) {
+				return freqs[i], true
+			}
+		}
+		return 0, false
+	}
+	boolean := func(v, other string) float64 {
+		if f, ok := freq(v); ok {
+			return f
+		}
+		if f, ok := freq(other); ok {
+			return 1 - nullFrac - f
+		}
+		return (1 - nullFrac) / 2
+	}
+	var f float64
+	switch test {
+	case indexdef.TestIsNull:
+		f = nullFrac
+	case indexdef.TestIsNotNull:
+		f = 1 - nullFrac
+	case indexdef.TestTrue, indexdef.TestIsTrue:
+		f = boolean("t", "f")
+	case indexdef.TestFalse, indexdef.TestIsFalse:
+		f = boolean("f", "t")
+	default:
+		return 1
+	}
+	return math.Min(math.Max(f, 0), 1)
 }
 
 // modelSize is the btree size model of StatsSize.
