@@ -60,6 +60,7 @@ func newPipeline(t *testing.T) *pipeline {
 	cfg.Scorer.Interval = 300 * time.Millisecond
 	cfg.Executor.PollInterval = 100 * time.Millisecond
 	cfg.Executor.LockTimeout = 2 * time.Second
+	cfg.Gatekeeper.CPU.Source = config.CPUSourceNone // the shared host's CPU must not defer the build
 	require.NoError(t, cfg.Validate())
 
 	p := &pipeline{t: t, db: db, cfg: cfg, brokers: brokers, rec: map[events.Type]*bus.Recorder{}, ctx: ctx}

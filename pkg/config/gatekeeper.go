@@ -30,11 +30,11 @@ type Gatekeeper struct {
 
 // CPUThrottle defers builds while the database host is busy.
 type CPUThrottle struct {
-	// Source is pg (pg_read_file('/proc/stat') where permitted, else active
-	// backends over Cores), prometheus (PrometheusURL), local (/proc/stat of
-	// this host, when co-located with the database) or none (the default,
-	// until set: only the minimum delay between builds applies). Production
-	// should set pg or prometheus.
+	// Source is pg (the default: pg_read_file('/proc/stat') where
+	// permitted, else active backends over Cores), prometheus
+	// (PrometheusURL), local (/proc/stat of this host, when co-located with
+	// the database) or none (no throttle: only the minimum delay between
+	// builds applies).
 	Source string `yaml:"source"`
 	// ThresholdPct defers builds at or above this CPU use.
 	ThresholdPct float64 `yaml:"threshold_pct"`
@@ -108,7 +108,7 @@ type Approval struct {
 func defaultGatekeeper() Gatekeeper {
 	return Gatekeeper{
 		RecheckInterval: 5 * time.Second,
-		CPU: CPUThrottle{Source: CPUSourceNone, ThresholdPct: 75, Cooldown: 30 * time.Second,
+		CPU: CPUThrottle{Source: CPUSourcePg, ThresholdPct: 75, Cooldown: 30 * time.Second,
 			MinDelayBetweenBuilds: 0, Cores: 2, SampleInterval: 250 * time.Millisecond},
 		RateLimit: RateLimits{Target: Bucket{Burst: 10, PerHour: 20}, Table: Bucket{Burst: 3, PerHour: 6}},
 		Window:    Window{TimeZone: "UTC"},

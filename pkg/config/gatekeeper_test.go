@@ -29,7 +29,7 @@ func TestGatekeeperAndBypassSettings(t *testing.T) {
 		t.Fatalf("gatekeeper from env: %+v", cfg.Gatekeeper)
 	}
 	d := Default()
-	if d.Features.IndexRemoval.Mode != ModeAdvisory || d.Gatekeeper.CPU.ThresholdPct != 75 || d.Gatekeeper.CPU.Source != CPUSourceNone {
+	if d.Features.IndexRemoval.Mode != ModeAdvisory || d.Gatekeeper.CPU.ThresholdPct != 75 || d.Gatekeeper.CPU.Source != CPUSourcePg {
 		t.Fatalf("defaults: removal %s, cpu %+v", d.Features.IndexRemoval.Mode, d.Gatekeeper.CPU)
 	}
 	bad := Default()

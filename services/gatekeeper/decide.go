@@ -155,12 +155,17 @@ func (g *Gatekeeper) transition(ctx context.Context, tx pgx.Tx, c *events.IndexC
 	if err != nil {
 		return err
 	}
+	// With mutation_logging off no row was written: id is the parent (the
+	// last row written) or 0, and the state change happens all the same.
 	if _, err := tx.Exec(ctx, marker+`update indexpilot.recommendations
-   set state = $2, reason = $3, detail = $4, last_log_id = $5, updated_at = now() where id = $1`,
+   set state = $2, reason = $3, detail = $4, last_log_id = nullif($5::bigint, 0), updated_at = now() where id = $1`,
 		r.id, o.state, string(o.reason), o.detail, id); err != nil {
 		return fmt.Errorf("update recommendation: %w", err)
 	}
-	r.state, r.reason, r.lastLogID = o.state, string(o.reason), &id
+	r.state, r.reason = o.state, string(o.reason)
+	if id != 0 {
+		r.lastLogID = &id
+	}
 	return nil
 }
 

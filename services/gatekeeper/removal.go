@@ -100,7 +100,7 @@ on conflict (id) do nothing`, r.RemovalID, r.Target, r.Schema, r.IndexName, r.Ta
 		return err
 	}
 	if _, err := tx.Exec(ctx, marker+`update indexpilot.removal_proposals
-   set state = $2, reason = $3, detail = $4, last_log_id = $5, proposal = $6, updated_at = now() where id = $1`,
+   set state = $2, reason = $3, detail = $4, last_log_id = nullif($5::bigint, 0), proposal = $6, updated_at = now() where id = $1`,
 		r.RemovalID, state, string(reason), detail, id, r); err != nil {
 		return fmt.Errorf("update removal proposal: %w", err)
 	}

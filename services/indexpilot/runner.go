@@ -103,7 +103,7 @@ func RunAll(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Op
 		go func(name string, start stage.StartFunc) {
 			defer wg.Done()
 			defer targets.Close()
-			if err := start(ctx, d); err != nil {
+			if err := stage.Launch(ctx, name, start, d); err != nil {
 				errs <- fmt.Errorf("%s: %w", name, err)
 				cancel()
 			}

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/indexpilot/indexpilot/pkg/config"
+	"github.com/indexpilot/indexpilot/pkg/stage"
 	"github.com/indexpilot/indexpilot/pkg/telemetry"
 	"github.com/indexpilot/indexpilot/services/adapters"
 	"github.com/indexpilot/indexpilot/services/collector"
@@ -33,6 +34,7 @@ commands:
   status            summary of recommendations, builds and workload per target
   report            what was recommended, built, validated (before/after), reverted, removed (--json, --target, --since)
   restore           recreate an index the executor removed: restore <removal-id>
+  archive           move mutation_log rows older than --older-than (720h, 90d) to mutation_log_archive (--dry-run)
   bypass            show or set the 4-level bypass and the emergency stop (bypass show|set|stop|resume)
   approve|reject    approve or reject a recommendation by id (reject needs --reason)
   check-config      validate the configuration and print it with secrets redacted
@@ -91,6 +93,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd, cargs := rest[0], rest[1:]
 	load := func() (config.Config, error) { return config.Load(*cfgPath, nil) }
 	ctx = collector.WithConfigLoader(ctx, load)
+	if cfg, err := load(); err == nil {
+		// The configured mutation_logging switch, for the rows the CLI writes.
+		ctx = stage.WithConfiguredLogging(ctx, cfg)
+	}
 
 	switch cmd {
 	case "help", "-h", "--help":
@@ -110,6 +116,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return reportCmd(ctx, load, cargs, stdout)
 	case "restore":
 		return restoreCmd(ctx, load, cargs, stdout)
+	case "archive":
+		return archiveCmd(ctx, load, cargs, stdout)
 	case "bypass":
 		return bypassCmd(ctx, load, cargs, stdout)
 	case "approve", "reject":

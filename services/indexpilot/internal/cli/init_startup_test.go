@@ -25,6 +25,11 @@ func TestInitRefusesUnderTheStartupBypass(t *testing.T) {
 		"select count(*) from pg_namespace where nspname = 'indexpilot'").Scan(&n))
 	require.Zero(t, n, "init must not touch the metadata schema under the startup bypass")
 
+	// status says so, and reads nothing from the (absent) schema.
+	code, out, stderr = runCLI(t, env, "status")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, out, "startup bypass is on")
+
 	code, _, stderr = runCLI(t, map[string]string{"INDEXPILOT_DATABASE_URL": db.URL, "INDEXPILOT_FEATURES_BYPASS_STARTUP": "false"}, "init")
 	require.Equal(t, 0, code, stderr)
 }

@@ -207,6 +207,12 @@ func status(ctx context.Context, load func() (config.Config, error), args []stri
 	if err := noArgs("status", args); err != nil {
 		return err
 	}
+	if cfg, err := load(); err == nil && bypass.NewState(cfg.Features.Bypass, nil).StartupBypassed() {
+		// The startup bypass: nothing, status included, reads the metadata schema.
+		fmt.Fprintln(stdout, "startup bypass is on (features.bypass.startup): the metadata schema is left untouched; "+
+			"the collector runs without it and the other stages are idle")
+		return nil
+	}
 	cfg, pool, err := connect(ctx, load)
 	if err != nil {
 		return err

@@ -98,7 +98,7 @@ select state, count(*) from indexpilot.recommendations where ($1 = '' or target 
 select occurred_at, coalesce(target, ''), coalesce(index_name, ''), coalesce(schema_name || '.' || table_name, ''), outcome,
        coalesce(reason, ''), coalesce((evidence->>'duration_ms')::float8, 0), coalesce((evidence->>'size_bytes')::bigint, 0),
        coalesce(evidence->>'sqlstate', '')
-  from indexpilot.mutation_log
+  from indexpilot.mutation_log_all
  where stage = 'executor' and action = 'build' and ($1 = '' or target = $1) and occurred_at >= $2
  order by id`, target, since)
 	if err != nil {
