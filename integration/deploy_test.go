@@ -153,7 +153,7 @@ func TestMonitoringComposeIsConsistent(t *testing.T) {
 	exported := map[string]bool{}
 	for _, m := range []string{"events_produced_total", "events_consumed_total", "candidates_total", "decisions_total",
 		"gate_holds_total", "builds_total", "build_duration_seconds_bucket", "recommendations", "reverts_total",
-		"validations_total", "consumer_lag_seconds", "bus_consumed_total", "bus_published_total"} {
+		"validations_total", "event_age_seconds", "consumer_lag_messages", "bus_consumed_total", "bus_published_total"} {
 		exported["indexpilot_"+m] = true
 	}
 	for _, p := range dash.Panels {

@@ -208,15 +208,40 @@ func RunWith(ctx context.Context, cfg config.Config, name string, start StartFun
 			}
 		}
 	}
-	return start(ctx, d)
+	return Launch(ctx, name, start, d)
+}
+
+// RunTelemetry is RunWith for a process that runs stage name on its own:
+// it first installs the process's OpenTelemetry SDK (telemetry.Setup, the
+// one every IndexPilot process uses: a Prometheus reader, plus OTLP/HTTP
+// metrics and traces when adapters.otlp says so), serves /metrics next to
+// /healthz and /readyz on adapters.listen, and flushes the SDK on return.
+// The SDK is installed before the bus is opened, so the bus's and the
+// stage's own instruments record into it.
+func RunTelemetry(ctx context.Context, cfg config.Config, name string, start StartFunc, opts RunOptions) error {
+	sdk, err := telemetry.Setup(ctx, cfg, name, telemetry.SetupOptions{})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = sdk.Shutdown(sctx)
+	}()
+	handlers := map[string]http.Handler{"/metrics": sdk.MetricsHandler()}
+	for path, h := range opts.Handlers {
+		handlers[path] = h
+	}
+	opts.Handlers = handlers
+	return RunWith(ctx, cfg, name, start, opts)
 }
 
 // Main is the whole of a stage binary's main: it loads the configuration
 // (INDEXPILOT_CONFIG, else indexpilot_config.yaml if present, then the
-// environment), installs the OTLP/HTTP span exporter when adapters.otlp
-// is enabled with traces (telemetry.SetupTracing), runs the stage until
-// SIGINT or SIGTERM and returns the exit code, printing any error as one
-// line.
+// environment), runs the stage with its telemetry (RunTelemetry: /metrics
+// on adapters.listen, OTLP metrics and spans when adapters.otlp is on)
+// until SIGINT or SIGTERM and returns the exit code, printing any error as
+// one line.
 func Main(name string, start StartFunc) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -225,17 +250,7 @@ func Main(name string, start StartFunc) int {
 		fmt.Fprintln(os.Stderr, name+":", err)
 		return 2
 	}
-	shutdown, err := telemetry.SetupTracing(ctx, cfg, name)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, name+":", err)
-		return 1
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = shutdown(sctx)
-	}()
-	if err := Run(ctx, cfg, name, start); err != nil {
+	if err := RunTelemetry(ctx, cfg, name, start, RunOptions{}); err != nil {
 		fmt.Fprintln(os.Stderr, name+":", err)
 		return 1
 	}

@@ -1,9 +1,11 @@
-// Package telemetry sets up structured logging, the correlation id and the
-// trace context the same way for every stage. Spans and metrics are
-// recorded through the OpenTelemetry API and are no-ops until a process
-// installs an SDK: SetupTracing installs the OTLP/HTTP tracer provider
-// (stand-alone stage binaries, through pkg/stage's Main); services/adapters
-// installs the full SDK, metrics included, for the indexpilot CLI.
+// Package telemetry sets up structured logging, the correlation id, the
+// trace context and the OpenTelemetry SDK the same way for every process.
+// Spans and metrics are recorded through the OpenTelemetry API on the
+// global providers and are no-ops until a process installs an SDK with
+// Setup: the indexpilot CLI, the adapters and the stand-alone stage
+// binaries (through pkg/stage's RunTelemetry) all do, so every process
+// serves its own metrics on /metrics and, when configured, exports metrics
+// and spans over OTLP.
 package telemetry
 
 import (

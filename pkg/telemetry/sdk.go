@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -55,17 +54,4 @@ func NewTracerProvider(ctx context.Context, cfg config.Config, service string, e
 		opts = append(opts, sdktrace.WithBatcher(exp))
 	}
 	return sdktrace.NewTracerProvider(opts...), nil
-}
-
-// SetupTracing installs NewTracerProvider's provider as the global one,
-// which Tracer and the bus use, and returns the function that flushes and
-// stops it. With OTLP traces off it installs nothing (spans stay no-ops)
-// and the returned function does nothing.
-func SetupTracing(ctx context.Context, cfg config.Config, service string) (func(context.Context) error, error) {
-	tp, err := NewTracerProvider(ctx, cfg, service)
-	if err != nil || tp == nil {
-		return func(context.Context) error { return nil }, err
-	}
-	otel.SetTracerProvider(tp)
-	return tp.Shutdown, nil
 }

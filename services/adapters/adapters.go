@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -19,22 +18,11 @@ import (
 // indexpilot.adapters.<adapter>.<event type>.
 const Name = "adapters"
 
-// Run sets up the process's telemetry, serves /healthz, /readyz and
-// /metrics on adapters.listen, and runs every enabled adapter until ctx
-// ends.
+// Run runs every enabled adapter as a process of its own until ctx ends,
+// with the process's telemetry (stage.RunTelemetry): /healthz, /readyz and
+// /metrics on adapters.listen, OTLP when configured.
 func Run(ctx context.Context, cfg config.Config) error {
-	tel, err := Setup(ctx, cfg, Name, SetupOptions{})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = tel.Shutdown(sctx)
-	}()
-	return stage.RunWith(ctx, cfg, Name, Start, stage.RunOptions{
-		Handlers: map[string]http.Handler{"/metrics": tel.MetricsHandler()},
-	})
+	return stage.RunTelemetry(ctx, cfg, Name, Start, stage.RunOptions{})
 }
 
 // ErrNoAdapter is returned by Start when no adapter is enabled.
@@ -49,7 +37,8 @@ type adapter struct {
 // OpenTelemetry one (named prometheus, or otlp when only OTLP metrics are
 // on) on the global meter provider, and the Datadog one. Each consumes
 // every event topic in its own consumer groups and keeps the
-// recommendations-by-state gauge from the control database.
+// recommendations-by-state gauge from the control database; on the kafka
+// transport they also get the consumer groups' offset lag (PollLag).
 func Start(ctx context.Context, d stage.Deps) error {
 	if err := d.Check(); err != nil {
 		return err
@@ -111,6 +100,17 @@ func Start(ctx context.Context, d stage.Deps) error {
 		case <-ctx.Done():
 			return nil
 		}
+	}
+	if d.Bus.Transport() == config.TransportKafka {
+		// Offset lag exists on Kafka only: one poller feeds every adapter.
+		sinks := make([]Sink, len(list))
+		every := list[0].interval
+		for i, ad := range list {
+			sinks[i] = ad.consumer.sink
+			every = min(every, ad.interval)
+		}
+		go PollLag(ctx, func() (*KafkaLag, error) { return NewKafkaLag(d.Config.Bus.Kafka, GroupPrefix) }, every, sinks,
+			func(err error) { d.Logger.Warn("poll kafka consumer lag", "error", err.Error()) })
 	}
 	d.Logger.Info("adapters running", "count", len(list))
 	d.Ready()

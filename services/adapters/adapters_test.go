@@ -4,10 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,42 +19,8 @@ import (
 	"github.com/indexpilot/indexpilot/pkg/pgtest"
 	"github.com/indexpilot/indexpilot/pkg/stage"
 	"github.com/indexpilot/indexpilot/services/adapters"
+	"github.com/indexpilot/indexpilot/services/adapters/adapterstest"
 )
-
-// udpListener collects every DogStatsD datagram sent to it.
-type udpListener struct {
-	conn *net.UDPConn
-	mu   sync.Mutex
-	buf  strings.Builder
-}
-
-func listenUDP(t *testing.T) *udpListener {
-	t.Helper()
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	require.NoError(t, err)
-	l := &udpListener{conn: conn}
-	t.Cleanup(func() { _ = conn.Close() })
-	go func() {
-		b := make([]byte, 65536)
-		for {
-			n, _, err := conn.ReadFromUDP(b)
-			if err != nil {
-				return
-			}
-			l.mu.Lock()
-			l.buf.Write(b[:n])
-			l.buf.WriteByte('\n')
-			l.mu.Unlock()
-		}
-	}()
-	return l
-}
-
-func (l *udpListener) text() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
 
 func scrape(t *testing.T, tel *adapters.Telemetry) string {
 	t.Helper()
@@ -81,14 +45,14 @@ func TestAdaptersTurnEventsIntoMetrics(t *testing.T) {
 		values (gen_random_uuid(), 'main', 'k', 'public', 'contacts', '{}', 'ip_x', 'proposed', 'advisory_mode',
 		 gen_random_uuid(), gen_random_uuid(), 'v1', 50, 8192, '{}')`)
 
-	udp := listenUDP(t)
+	udp := adapterstest.ListenDogStatsD(t)
 	cfg := config.Default()
 	cfg.DatabaseURL = db.URL
 	cfg.Targets = []config.Target{{Name: "main", DSN: db.URL}}
 	cfg.Adapters.Listen = "127.0.0.1:0"
 	cfg.Adapters.Prometheus = config.PrometheusAdapter{Enabled: true, StateInterval: 50 * time.Millisecond}
 	cfg.Adapters.Datadog.Enabled = true
-	cfg.Adapters.Datadog.Address = udp.conn.LocalAddr().String()
+	cfg.Adapters.Datadog.Address = udp.Addr()
 	cfg.Adapters.Datadog.StateInterval = 50 * time.Millisecond
 	cfg.Adapters.Datadog.Tags = []string{"env:test"}
 	require.NoError(t, cfg.Validate())
@@ -149,9 +113,10 @@ func TestAdaptersTurnEventsIntoMetrics(t *testing.T) {
 				return false
 			}
 		}
-		return strings.Contains(body, `indexpilot_consumer_lag_seconds{adapter="prometheus",type="querystat.observed.v1"}`) &&
+		return strings.Contains(body, `indexpilot_event_age_seconds{adapter="prometheus",type="querystat.observed.v1"}`) &&
 			strings.Contains(body, `indexpilot_bus_consumed_total{group="indexpilot.adapters.prometheus.index_build.completed.v1",outcome="ok",stage="adapters.prometheus",type="index_build.completed.v1"} 2`)
 	}, 20*time.Second, 50*time.Millisecond, "series missing from /metrics; want %q in:\n%s", want, func() string { return scrape(t, tel) }())
+	require.NotContains(t, scrape(t, tel), "indexpilot_consumer_lag_messages", "offset lag on the memory transport, which has no offsets")
 
 	ddWant := []string{
 		"indexpilot.events_produced:1|c|#env:test,type:querystat.observed.v1,producer:test,outcome:observed",
@@ -159,7 +124,7 @@ func TestAdaptersTurnEventsIntoMetrics(t *testing.T) {
 		"indexpilot.builds:1|c|#env:test,target:main,outcome:built",
 		"indexpilot.build_duration_seconds:0.4125|d|#env:test,target:main",
 		"indexpilot.recommendations:1|g|#env:test,target:main,state:proposed",
-		"indexpilot.consumer_lag_seconds:",
+		"indexpilot.event_age_seconds:",
 		"_e{",
 		":IndexPilot built ip_contacts_tenant_id_email_3f9a1c2e|",
 		"|t:success|",
@@ -169,7 +134,7 @@ func TestAdaptersTurnEventsIntoMetrics(t *testing.T) {
 	}
 	ddMissing := func() []string {
 		var out []string
-		got := udp.text()
+		got := udp.Text()
 		for _, w := range ddWant {
 			if !strings.Contains(got, w) {
 				out = append(out, w)
@@ -178,9 +143,9 @@ func TestAdaptersTurnEventsIntoMetrics(t *testing.T) {
 		return out
 	}
 	if !assert.Eventually(t, func() bool { return len(ddMissing()) == 0 }, 20*time.Second, 50*time.Millisecond) {
-		t.Fatalf("DogStatsD datagrams missing %q in:\n%s", ddMissing(), udp.text())
+		t.Fatalf("DogStatsD datagrams missing %q in:\n%s", ddMissing(), udp.Text())
 	}
-	require.NotContains(t, udp.text(), "lock timeout", "an error text went to Datadog")
+	require.NotContains(t, udp.Text(), "lock timeout", "an error text went to Datadog")
 
 	cancel()
 	require.NoError(t, <-done)

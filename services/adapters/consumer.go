@@ -52,11 +52,11 @@ func (c *Consumer) Handle(ctx context.Context, env events.Envelope, p events.Pay
 		return nil, nil
 	}
 	c.sink.Count(ctx, MetricEventsConsumed, 1, []Tag{{"adapter", c.name}, {"type", t}, {"outcome", "ok"}})
-	lag := c.now().Sub(env.OccurredAt).Seconds()
-	if lag < 0 {
-		lag = 0
+	age := c.now().Sub(env.OccurredAt).Seconds()
+	if age < 0 {
+		age = 0
 	}
-	c.sink.Gauge(ctx, MetricLag, lag, []Tag{{"adapter", c.name}, {"type", t}})
+	c.sink.Gauge(ctx, MetricEventAge, age, []Tag{{"adapter", c.name}, {"type", t}})
 
 	outcome := "observed"
 	switch x := p.(type) {
@@ -133,29 +133,33 @@ func (c *Consumer) validation(ctx context.Context, env events.Envelope) string {
 // interval until ctx ends. A state that disappears is set to zero.
 func (c *Consumer) PollStates(ctx context.Context, control *pgxpool.Pool, interval time.Duration, onErr func(error)) {
 	last := map[[2]string]bool{}
+	repeat(ctx, interval, func() {
+		now, err := recommendationStates(ctx, control)
+		if err != nil {
+			if ctx.Err() == nil && onErr != nil {
+				onErr(err)
+			}
+			return
+		}
+		for k := range last {
+			if _, ok := now[k]; !ok {
+				c.sink.Gauge(ctx, MetricRecommendations, 0, []Tag{{"target", k[0]}, {"state", k[1]}})
+			}
+		}
+		last = map[[2]string]bool{}
+		for k, n := range now {
+			c.sink.Gauge(ctx, MetricRecommendations, float64(n), []Tag{{"target", k[0]}, {"state", k[1]}})
+			last[k] = true
+		}
+	})
+}
+
+// repeat calls fn at once and then every interval until ctx ends.
+func repeat(ctx context.Context, interval time.Duration, fn func()) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
-		now, err := recommendationStates(ctx, control)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			if onErr != nil {
-				onErr(err)
-			}
-		} else {
-			for k := range last {
-				if _, ok := now[k]; !ok {
-					c.sink.Gauge(ctx, MetricRecommendations, 0, []Tag{{"target", k[0]}, {"state", k[1]}})
-				}
-			}
-			last = map[[2]string]bool{}
-			for k, n := range now {
-				c.sink.Gauge(ctx, MetricRecommendations, float64(n), []Tag{{"target", k[0]}, {"state", k[1]}})
-				last[k] = true
-			}
-		}
+		fn()
 		select {
 		case <-ctx.Done():
 			return

@@ -159,7 +159,7 @@ func TestPipelineMetricsAndTrace(t *testing.T) {
 		`indexpilot_events_produced_total{outcome="observed",producer="collector",type="querystat.observed.v1"}`,
 		`indexpilot_events_produced_total{outcome="built",producer="executor",type="index_build.completed.v1"} 1`,
 		`indexpilot_events_consumed_total{adapter="prometheus",outcome="ok",type="index_decision.made.v1"}`,
-		`indexpilot_consumer_lag_seconds{adapter="prometheus",type="index_build.completed.v1"}`,
+		`indexpilot_event_age_seconds{adapter="prometheus",type="index_build.completed.v1"}`,
 		`indexpilot_bus_published_total{stage="gatekeeper",type="index_decision.made.v1"}`,
 		`indexpilot_bus_consumed_total{group="indexpilot.executor.decisions",outcome="ok",stage="executor",type="index_decision.made.v1"}`,
 	}

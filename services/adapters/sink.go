@@ -52,7 +52,12 @@ const (
 	// MetricRecommendations is the gauge of recommendations by target and
 	// state, read from the control database.
 	MetricRecommendations = "recommendations"
-	// MetricLag is the gauge of consumer lag in seconds (now − occurred_at
-	// of the last event consumed): adapter, type.
-	MetricLag = "consumer_lag_seconds"
+	// MetricEventAge is the gauge of the age in seconds of the last event
+	// an adapter consumed (now − occurred_at): adapter, type. It is how
+	// late the adapter sees events, on any transport.
+	MetricEventAge = "event_age_seconds"
+	// MetricConsumerLag is the gauge of Kafka consumer lag in messages
+	// (high-water mark − committed offset): group, topic, partition. The
+	// adapters poll it on the kafka transport only (see PollLag).
+	MetricConsumerLag = "consumer_lag_messages"
 )

@@ -271,7 +271,7 @@ func (x *executor) handleDecision(ctx context.Context, env events.Envelope, p ev
 			return err
 		}
 		if !first {
-			x.log.Debug("decision already processed", "event_id", env.ID)
+			x.log.DebugContext(ctx, "decision already processed", "event_id", env.ID)
 			return nil
 		}
 		if !approved {
@@ -300,7 +300,7 @@ on conflict (recommendation_id) do nothing`,
 		return nil, err
 	}
 	if queued {
-		x.log.Info("build queued", "target", dec.Target, "recommendation_id", dec.RecommendationID,
+		x.log.InfoContext(ctx, "build queued", "target", dec.Target, "recommendation_id", dec.RecommendationID,
 			"index", indexdef.Name(dec.Index), "table", dec.Index.QualifiedTable())
 		x.poke()
 	}

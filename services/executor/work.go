@@ -14,6 +14,7 @@ import (
 	"github.com/indexpilot/indexpilot/pkg/metadata"
 	"github.com/indexpilot/indexpilot/pkg/postgres"
 	"github.com/indexpilot/indexpilot/pkg/stage"
+	"github.com/indexpilot/indexpilot/pkg/telemetry"
 	"github.com/indexpilot/indexpilot/services/executor/internal/build"
 )
 
@@ -138,8 +139,11 @@ type outcome struct {
 // process runs one claimed build and settles it.
 func (x *executor) process(ctx context.Context, j *job) {
 	log := x.log.With("target", j.target, "recommendation_id", j.recID, "index", j.indexName, "attempt", j.attempt)
+	// The build's log lines carry the correlation id its outcome is
+	// published with: the decision's event id.
+	ctx = telemetry.WithCorrelationID(ctx, j.decisionEventID)
 	if j.takenOver != "" {
-		log.Info("took over expired build lease", "previous_holder", j.takenOver)
+		log.InfoContext(ctx, "took over expired build lease", "previous_holder", j.takenOver)
 	}
 	bctx, cancel := context.WithCancel(ctx)
 	var lost atomic.Bool
@@ -162,7 +166,7 @@ func (x *executor) process(ctx context.Context, j *job) {
 	<-wDone
 	x.clearProgress(j.recID)
 	if lost.Load() {
-		log.Warn("build lease lost; leaving the row to its new holder", "error", errString(err))
+		log.WarnContext(ctx, "build lease lost; leaving the row to its new holder", "error", errString(err))
 		return
 	}
 	o := x.decide(ctx, j, res, err)
@@ -180,14 +184,14 @@ func (x *executor) process(ctx context.Context, j *job) {
 	defer scancel()
 	payload, err := x.settle(sctx, j, o)
 	if err != nil {
-		log.Error("record build outcome", "outcome", o.name, "error", postgres.Describe(err))
+		log.ErrorContext(ctx, "record build outcome", "outcome", o.name, "error", postgres.Describe(err))
 		return
 	}
 	if payload == nil {
-		log.Info("build settled", "outcome", o.name, "reason", o.reason)
+		log.InfoContext(ctx, "build settled", "outcome", o.name, "reason", o.reason)
 		return
 	}
-	log.Info("build settled", "outcome", o.name, "reason", o.reason)
+	log.InfoContext(ctx, "build settled", "outcome", o.name, "reason", o.reason)
 	x.publish(sctx, j, payload)
 }
 

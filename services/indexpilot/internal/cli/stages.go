@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"net/http"
 	"time"
 
 	"github.com/indexpilot/indexpilot/pkg/config"
@@ -17,19 +16,13 @@ import (
 // runStage runs one stage (or the adapters) on its own with the process's
 // telemetry: OTLP traces and metrics when configured, and /metrics next to
 // /healthz and /readyz on adapters.listen.
+// It is what the stand-alone stage binaries run (stage.RunTelemetry).
 func runStage(ctx context.Context, cfg config.Config, name string) error {
-	tel, err := adapters.Setup(ctx, cfg, name, adapters.SetupOptions{})
-	if err != nil {
-		return err
-	}
-	defer shutdownTelemetry(tel)
 	start := map[string]stage.StartFunc{
 		collector.Name: collector.Start, scorer.Name: scorer.Start, gatekeeper.Name: gatekeeper.Start,
 		executor.Name: executor.Start, adapters.Name: adapters.Start,
 	}[name]
-	return stage.RunWith(ctx, cfg, name, start, stage.RunOptions{
-		Handlers: map[string]http.Handler{"/metrics": tel.MetricsHandler()},
-	})
+	return stage.RunTelemetry(ctx, cfg, name, start, stage.RunOptions{})
 }
 
 // shutdownTelemetry flushes the spans and metrics still buffered.
