@@ -95,11 +95,12 @@ func Wrap(p Payload, producer, correlationID string, occurredAt time.Time) (Enve
 	if err != nil {
 		return Envelope{}, fmt.Errorf("encode %s: %w", p.EventType(), err)
 	}
+	id := p.EventID()
 	if correlationID == "" {
-		correlationID = p.EventID()
+		correlationID = id
 	}
 	return Envelope{
-		ID:            p.EventID(),
+		ID:            id,
 		Type:          p.EventType(),
 		OccurredAt:    occurredAt.UTC().Truncate(time.Microsecond),
 		Producer:      producer,

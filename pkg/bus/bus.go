@@ -187,6 +187,11 @@ func EncodeContext(ctx context.Context, p events.Payload, producer, correlationI
 	if err != nil {
 		return nil, err
 	}
+	return encodeEnvelope(ctx, env)
+}
+
+// encodeEnvelope is the message of a wrapped envelope.
+func encodeEnvelope(ctx context.Context, env events.Envelope) (*message.Message, error) {
 	body, err := events.Marshal(env)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", env.Type, err)
@@ -231,14 +236,19 @@ func (b *Bus) PublishBatch(ctx context.Context, producer, correlationID string, 
 		}
 	}
 	for i, p := range payloads {
+		env, err := events.Wrap(p, producer, correlationID, time.Now())
+		if err != nil {
+			endAll(0, "not published")
+			return done, err
+		}
 		topic := events.Topic(p.EventType())
-		attrs := append(spanAttrs(p, p.EventID()),
+		attrs := append(spanAttrs(p, env.ID),
 			attribute.String(telemetry.AttrStage, producer),
 			attribute.String("messaging.system", b.transport),
 			attribute.String("messaging.destination.name", topic))
 		sctx, span := telemetry.Tracer().Start(b.parentContext(ctx, p), "publish "+string(p.EventType()),
 			trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
-		msg, err := EncodeContext(sctx, p, producer, correlationID, time.Now())
+		msg, err := encodeEnvelope(sctx, env)
 		if err != nil {
 			span.SetStatus(codes.Error, "encode")
 			span.End()
