@@ -1,10 +1,7 @@
 package integration
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
@@ -15,37 +12,12 @@ import (
 	"github.com/indexpilot/indexpilot/events"
 	"github.com/indexpilot/indexpilot/pkg/bus"
 	"github.com/indexpilot/indexpilot/pkg/config"
+	"github.com/indexpilot/indexpilot/pkg/logtest"
 	"github.com/indexpilot/indexpilot/pkg/stage"
 	"github.com/indexpilot/indexpilot/pkg/telemetry"
 	"github.com/indexpilot/indexpilot/services/executor"
 	"github.com/indexpilot/indexpilot/services/gatekeeper"
 )
-
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// records are the JSON log records written so far.
-func (b *syncBuffer) records(t *testing.T) []map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(b.buf.Bytes()))
-	for sc.Scan() {
-		var rec map[string]any
-		require.NoError(t, json.Unmarshal(sc.Bytes(), &rec), sc.Text())
-		out = append(out, rec)
-	}
-	return out
-}
 
 // TestStageLogLinesCarryTheCorrelationID: a candidate published with a
 // correlation id goes through the gatekeeper (apply mode) to the executor,
@@ -58,7 +30,7 @@ func TestStageLogLinesCarryTheCorrelationID(t *testing.T) {
 	cfg.Features.AutoIndexer.Mode = config.ModeApply
 	cfg.Log = config.Log{Level: "info", Format: "json"}
 
-	var logs syncBuffer
+	var logs logtest.Buffer
 	logger := telemetry.NewLogger(cfg.Log, &logs, executor.Name)
 	b, err := bus.New(cfg.Bus, logger)
 	require.NoError(t, err)
@@ -102,7 +74,7 @@ func TestStageLogLinesCarryTheCorrelationID(t *testing.T) {
 
 	var queued, settled map[string]any
 	require.Eventually(t, func() bool {
-		for _, rec := range logs.records(t) {
+		for _, rec := range logs.Records(t) {
 			switch rec["msg"] {
 			case "build queued":
 				queued = rec
@@ -127,8 +99,6 @@ func TestStageLogLinesCarryTheCorrelationID(t *testing.T) {
 		decisionIDs = append(decisionIDs, env.ID)
 	}
 	require.Contains(t, decisionIDs, settled["correlation_id"], "build settled: %v", settled)
-	logs.mu.Lock()
-	text := logs.buf.String()
-	logs.mu.Unlock()
+	text := logs.String()
 	require.False(t, strings.Contains(text, "select id, total_cents"), "a log line quotes the statement")
 }

@@ -1,15 +1,14 @@
 package statsclient
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/indexpilot/indexpilot/pkg/logtest"
 	"github.com/indexpilot/indexpilot/pkg/metadata"
 	"github.com/indexpilot/indexpilot/pkg/pgtest"
 )
@@ -101,27 +100,10 @@ func TestRecordNeverBlocksAndCountsDrops(t *testing.T) {
 	require.Equal(t, int(got.Recorded), count(t, db, "true"), "everything accepted is written once the lock goes")
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncBuf) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuf) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 func TestFlushErrorsAreLoggedAndCountedNotReturned(t *testing.T) {
 	t.Parallel()
 	db := pgtest.NewDatabase(t) // no indexpilot.query_stats here
-	logs := &syncBuf{}
+	logs := &logtest.Buffer{}
 	c, err := New(db.Pool, Options{BatchSize: 2, FlushInterval: time.Hour, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	require.NoError(t, err)
 	ctx := context.Background()

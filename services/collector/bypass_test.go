@@ -11,6 +11,7 @@ import (
 	"github.com/indexpilot/indexpilot/events"
 	"github.com/indexpilot/indexpilot/pkg/bypass"
 	"github.com/indexpilot/indexpilot/pkg/config"
+	"github.com/indexpilot/indexpilot/pkg/logtest"
 	"github.com/indexpilot/indexpilot/pkg/pgtest"
 )
 
@@ -29,7 +30,7 @@ func TestBypassPausesAndResumesCollection(t *testing.T) {
 	)
 	// Known to pg_stat_statements before the baseline poll.
 	runWorkload(t, work, 2)
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	d := deps(t, []config.Target{{Name: "main", DSN: work.URL}}, 20*time.Millisecond, nil)
 	d.Control = ctl.Pool
 	d.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -52,7 +53,7 @@ func TestBypassPausesAndResumesCollection(t *testing.T) {
 	_, err := bypass.Set(ctx, ctl.Pool, d.Bus, bypass.Change{Level: bypass.LevelStage, Name: Name, Disabled: true,
 		Reason: "target maintenance", Actor: "test"}, time.Now())
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return logs.count("polling paused by the bypass") == 1 }, 10*time.Second, 5*time.Millisecond,
+	require.Eventually(t, func() bool { return logs.Count("polling paused by the bypass") == 1 }, 10*time.Second, 5*time.Millisecond,
 		"the running collector did not see the pause")
 	pausedAt := time.Now().UTC()
 
@@ -78,7 +79,7 @@ func TestBypassPausesAndResumesCollection(t *testing.T) {
 	last := s.queryStats(isWorkload)
 	require.Equal(t, int64(5), last[len(last)-1].Calls, "the paused period's calls are reported once, after the pause")
 	require.True(t, last[len(last)-1].WindowEnd.After(resumedAt))
-	require.Equal(t, 1, logs.count("polling resumed"))
+	require.Equal(t, 1, logs.Count("polling resumed"))
 }
 
 // TestStatsCollectionFeatureDisabledPublishesNothing disables the
@@ -87,14 +88,14 @@ func TestStatsCollectionFeatureDisabledPublishesNothing(t *testing.T) {
 	t.Parallel()
 	work := pgtest.NewDatabase(t)
 	work.Exec(t, "create table orders (id bigint primary key)")
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	d := deps(t, []config.Target{{Name: "main", DSN: work.URL}}, 20*time.Millisecond, nil)
 	d.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	st := bypass.NewState(config.Bypass{}, nil)
 	st.Apply(bypass.Switch{Level: bypass.LevelFeature, Name: config.FeatureStatsCollection, Disabled: true, Reason: "off", ChangeID: 1})
 	s := subscribe(t, d.Bus)
 	startWith(t, d, Options{Bypass: st})
-	require.Eventually(t, func() bool { return logs.count("polling paused by the bypass") == 1 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return logs.Count("polling paused by the bypass") == 1 }, 10*time.Second, 5*time.Millisecond)
 	require.Never(t, func() bool { return len(s.tableStats(nil)) > 0 }, 200*time.Millisecond, 10*time.Millisecond,
 		"the collector published with stats_collection disabled")
 

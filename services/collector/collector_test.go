@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/indexpilot/indexpilot/pkg/config"
+	"github.com/indexpilot/indexpilot/pkg/logtest"
 	"github.com/indexpilot/indexpilot/pkg/pgtest"
 	"github.com/indexpilot/indexpilot/pkg/stage"
 )
@@ -152,11 +153,11 @@ func TestStartLogsNoSecrets(t *testing.T) {
 	refused := closed.Addr().String()
 	require.NoError(t, closed.Close())
 
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	d := deps(t, []config.Target{{Name: "down", DSN: "postgres://u:hunter2@" + refused + "/db?sslmode=disable"}}, 10*time.Millisecond, logs)
 	ready, stop := start(t, d)
 	<-ready
-	require.Eventually(t, func() bool { return logs.count("poll failed") >= 2 }, 15*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return logs.Count("poll failed") >= 2 }, 15*time.Second, 5*time.Millisecond)
 	stop()
 	require.NotContains(t, logs.String(), "hunter2")
 	require.Contains(t, logs.String(), `"target":"down"`)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/indexpilot/indexpilot/events"
 	"github.com/indexpilot/indexpilot/pkg/config"
+	"github.com/indexpilot/indexpilot/pkg/logtest"
 	"github.com/indexpilot/indexpilot/pkg/pgtest"
 	"github.com/indexpilot/indexpilot/pkg/postgres"
 )
@@ -146,7 +147,7 @@ func TestPollWithoutPgStatStatements(t *testing.T) {
 		"drop extension if exists pg_stat_statements",
 		"create table orders (id bigint primary key, note text)",
 	)
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	d := deps(t, []config.Target{{Name: "main", DSN: db.URL}}, time.Hour, logs)
 	s := subscribe(t, d.Bus)
 	p := newPoller(d, "main", d.Config.Collector)
@@ -158,7 +159,7 @@ func TestPollWithoutPgStatStatements(t *testing.T) {
 		require.Zero(t, res.QueryStats)
 		require.Equal(t, 1, res.TableStats)
 	}
-	require.Equal(t, 1, logs.count("pg_stat_statements unavailable"), "warn once, not per poll; logs:\n%s", logs)
+	require.Equal(t, 1, logs.Count("pg_stat_statements unavailable"), "warn once, not per poll; logs:\n%s", logs)
 	require.Contains(t, logs.String(), `"level":"WARN"`)
 	require.Contains(t, logs.String(), `"target":"main"`)
 	require.Empty(t, s.queryStats(nil))

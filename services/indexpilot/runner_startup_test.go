@@ -1,38 +1,19 @@
 package indexpilot_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/indexpilot/indexpilot/pkg/config"
+	"github.com/indexpilot/indexpilot/pkg/logtest"
 	"github.com/indexpilot/indexpilot/pkg/pgtest"
 	"github.com/indexpilot/indexpilot/services/indexpilot"
 )
-
-// syncBuffer is a log sink safe for the stages' goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestRunAllWithStartupBypassLeavesTheSchemaAlone starts the all-in-one
 // process with the startup bypass on a fresh control database (also its
@@ -56,7 +37,7 @@ func TestRunAllWithStartupBypassLeavesTheSchemaAlone(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var logs syncBuffer
+	var logs logtest.Buffer
 	ready := make(chan struct{})
 	errc := make(chan error, 1)
 	go func() {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+
+	"github.com/indexpilot/indexpilot/pkg/logtest"
 )
 
 // BenchmarkDefaultScale times the demo's steps at DefaultScale on a
@@ -25,7 +27,7 @@ func BenchmarkDefaultScale(b *testing.B) {
 
 func runDefaultScale(b *testing.B) {
 	ctx := context.Background()
-	var progress syncBuffer
+	var progress logtest.Buffer
 	dir := b.TempDir()
 	if os.Geteuid() == 0 {
 		require.NoError(b, os.Chmod(filepath.Dir(dir), 0o711))

@@ -9,31 +9,14 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+
+	"github.com/indexpilot/indexpilot/pkg/logtest"
 )
-
-// syncBuffer collects progress output from concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // requireClusterPrereqs skips (fails under CI=true) when a throwaway
 // cluster cannot be started on this machine.
@@ -66,7 +49,7 @@ func clusterDir(t *testing.T) string {
 	return filepath.Join(dir, "cluster")
 }
 
-func startTestCluster(t *testing.T, dir string, progress *syncBuffer) *Cluster {
+func startTestCluster(t *testing.T, dir string, progress *logtest.Buffer) *Cluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -93,7 +76,7 @@ func TestClusterLoadDriveStop(t *testing.T) {
 	requireClusterPrereqs(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	var progress syncBuffer
+	var progress logtest.Buffer
 	dir := clusterDir(t)
 
 	t0 := time.Now()
@@ -242,7 +225,7 @@ func TestStartClusterReplacesLeftover(t *testing.T) {
 	requireClusterPrereqs(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var progress syncBuffer
+	var progress logtest.Buffer
 	dir := clusterDir(t)
 
 	// A run killed before Stop leaves its server running in dir.
