@@ -83,34 +83,38 @@ if [ "$("${PSQL[@]}" -c 'show wal_level')" != "logical" ]; then
   "${PSQL[@]}" -c "alter system set wal_level = 'logical'"
   restart=1
 fi
+restart_cluster() {
+  need_root "restart PostgreSQL ${PGVER}"
+  log "restarting PostgreSQL ${PGVER} ($1)"
+  pg_ctlcluster --skip-systemctl-redirect "$PGVER" main restart
+  start_cluster
+}
+if [ "$restart" -eq 1 ]; then
+  restart_cluster "to load ${want_preload} with wal_level=logical"
+fi
+
+# pg_stat_statements' own settings exist only once it is loaded, hence
+# after the restart above.
 # Track statements inside functions as well; reload is enough.
-"${PSQL[@]}" -c "alter system set pg_stat_statements.track = 'all'" 2>/dev/null || true
+"${PSQL[@]}" -c "alter system set pg_stat_statements.track = 'all'"
 # Raise (never lower) settings that need a restart: a value already above
 # what we need, set by an operator or by --bench, is left as it is.
+restart=0
 raise_setting() { # name wanted
   local cur
-  cur="$("${PSQL[@]}" -c "select setting from pg_settings where name = '$1'" 2>/dev/null || true)"
+  cur="$("${PSQL[@]}" -c "select setting from pg_settings where name = '$1'")"
   if [ -z "$cur" ] || [ "$cur" -lt "$2" ]; then
     "${PSQL[@]}" -c "alter system set $1 = $2"
     restart=1
   fi
 }
-if [ "$cur_preload" = "$want_preload" ]; then
-  raise_setting pg_stat_statements.max 10000
-else
-  # pg_stat_statements is not loaded yet, so its setting is not known.
-  "${PSQL[@]}" -c "alter system set pg_stat_statements.max = $([ "$bench" -eq 1 ] && echo 60000 || echo 10000)" 2>/dev/null || true
-fi
+raise_setting pg_stat_statements.max 10000
 if [ "$bench" -eq 1 ]; then
   raise_setting max_connections 400
-  [ "$cur_preload" = "$want_preload" ] && raise_setting pg_stat_statements.max 60000
+  raise_setting pg_stat_statements.max 60000
 fi
-
 if [ "$restart" -eq 1 ]; then
-  need_root "restart PostgreSQL ${PGVER}"
-  log "restarting PostgreSQL ${PGVER} to load ${want_preload}"
-  pg_ctlcluster --skip-systemctl-redirect "$PGVER" main restart
-  start_cluster
+  restart_cluster "for pg_stat_statements.max$([ "$bench" -eq 1 ] && echo ' and max_connections')"
 else
   "${PSQL[@]}" -c 'select pg_reload_conf()' >/dev/null
 fi

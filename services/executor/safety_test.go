@@ -111,7 +111,11 @@ func TestLongTransactionBuildGivesUpWithinLockTimeoutAndAppDoesNotWait(t *testin
 	require.Eventually(t, func() bool { return len(run.received(events.TypeIndexBuildFailed)) == 1 }, wait, tick)
 	gaveUpAfter := time.Since(published)
 	stopApp()
-	require.ErrorIs(t, <-appDone, context.Canceled)
+	// The app ends on its cancelled statement, or cleanly when the cancel
+	// lands between two statements; any other error is a failure.
+	if err := <-appDone; err != nil {
+		require.ErrorIs(t, err, context.Canceled)
+	}
 
 	var failed events.IndexBuildFailed
 	run.payload(t, events.TypeIndexBuildFailed, 0, &failed)
