@@ -159,6 +159,11 @@ type executor struct {
 	// validating and removing make sure one process runs one validation
 	// pass and one removal pass at a time, beside its builds.
 	validating, removing atomic.Bool
+	// relaying makes sure one relay of the outbox runs at a time;
+	// outboxPruned is when it last deleted old published rows (used by
+	// that one relay only).
+	relaying     atomic.Bool
+	outboxPruned time.Time
 }
 
 // background runs fn in a goroutine unless the previous run of fn (flagged
@@ -316,6 +321,7 @@ func (x *executor) reconcile(ctx context.Context) {
 		x.claimAll(ctx)
 		x.background(ctx, &x.validating, x.validateDue)
 		x.background(ctx, &x.removing, x.removeDue)
+		x.background(ctx, &x.relaying, x.relayOutbox)
 		select {
 		case <-ctx.Done():
 			x.wg.Wait()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -291,6 +292,14 @@ func TestApprovedDecisionTwiceBuildsOneIndex(t *testing.T) {
 
 	require.Equal(t, int64(1), e.count("select count(*) from indexpilot.builds"))
 	require.Equal(t, "done", e.scalar("select state from indexpilot.builds where recommendation_id = $1", dec.RecommendationID))
+	// The outcome went through the outbox, written with the outcome and
+	// marked once the bus had it.
+	require.Eventually(t, func() bool {
+		return e.count(`select count(*) from indexpilot.outbox where stage = 'executor'
+ and event_type = $1 and correlation_id = $2 and published_at is not null`,
+			string(events.TypeIndexBuildCompleted), dec.EventID()) == 1
+	}, wait, tick, "the build outcome is not in the outbox, marked published")
+	require.Equal(t, int64(1), e.count("select count(*) from indexpilot.outbox"))
 	require.Equal(t, int64(1), e.count("select count(*) from indexpilot.processed_events where consumer = 'indexpilot.executor.decisions'"))
 
 	list, err := indexdef.Load(ctx, e.db.Pool, "public", "contacts")
@@ -524,4 +533,40 @@ values ($1, 'main', $2, $3, $4, $5)`, dec.RecommendationID, dec.Index, indexdef.
 	require.False(t, exists)
 	require.Empty(t, run.received(events.TypeIndexBuildCompleted))
 	require.Empty(t, run.received(events.TypeIndexBuildFailed))
+}
+
+// TestOutboxRelayPublishesWhatACrashLeft: an outcome committed with its
+// outbox row but never published (the process died in between) is
+// published by the next executor's relay, with its own event id, and
+// marked; a row younger than the grace period is left to its writer.
+func TestOutboxRelayPublishesWhatACrashLeft(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 10)
+	ctx := context.Background()
+	left := &events.IndexRemovalCompleted{Target: "main", RemovalID: "5f0c6a52-4d7e-4a43-9d1b-0c2e6f1f9a10", Schema: "public",
+		Table: "contacts", IndexName: "ip_contacts_email_0badc0de", Definition: "CREATE INDEX ip_contacts_email_0badc0de ON public.contacts USING btree (email)",
+		DDL: `DROP INDEX CONCURRENTLY "public"."ip_contacts_email_0badc0de"`, DroppedAt: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+	id, err := metadata.Enqueue(ctx, e.db.Pool, executor.Name, left.RemovalID, left)
+	require.NoError(t, err)
+	_, err = e.db.Pool.Exec(ctx, "update indexpilot.outbox set created_at = now() - interval '5 minutes' where id = $1", id)
+	require.NoError(t, err)
+	young := *left
+	young.RemovalID = "0d7e4b8e-2f57-4c1a-8a65-3b7d1c9e4f21"
+	youngID, err := metadata.Enqueue(ctx, e.db.Pool, executor.Name, young.RemovalID, &young)
+	require.NoError(t, err)
+
+	run := e.start(nil)
+	require.Eventually(t, func() bool {
+		return slices.Contains(run.received(events.TypeIndexRemovalCompleted), left.EventID())
+	}, wait, tick, "the relay never published the outcome the crash left")
+	require.Eventually(t, func() bool {
+		return e.count("select count(*) from indexpilot.outbox where id = $1 and published_at is not null", id) == 1
+	}, wait, tick, "the relayed row was not marked published")
+	var got events.IndexRemovalCompleted
+	run.payload(t, events.TypeIndexRemovalCompleted, 0, &got)
+	require.Equal(t, left.RemovalID, got.RemovalID)
+	require.Equal(t, left.DroppedAt, got.DroppedAt.UTC())
+	require.Equal(t, int64(1), e.count("select count(*) from indexpilot.outbox where id = $1 and published_at is null", youngID),
+		"a row inside the grace period belongs to its writer")
+	require.NotContains(t, run.received(events.TypeIndexRemovalCompleted), young.EventID())
 }

@@ -149,7 +149,7 @@ func (x *executor) remove(ctx context.Context, r *rjob) error {
 	} else if !res.Existed {
 		outcome = OutcomeAlreadyGone
 	}
-	var payload events.Payload
+	var out *metadata.Outboxed
 	err = pgx.BeginFunc(sctx, x.d.Control, func(tx pgx.Tx) error {
 		var def, table string
 		err := tx.QueryRow(sctx, marker+`update indexpilot.removals
@@ -174,11 +174,12 @@ func (x *executor) remove(ctx context.Context, r *rjob) error {
 			Evidence: ev, RecommendationID: r.recID}); err != nil {
 			return err
 		}
-		if outcome == OutcomeDropped {
-			payload = &events.IndexRemovalCompleted{Target: r.target, RemovalID: r.id, Schema: r.schema, Table: table,
-				IndexName: r.indexName, Definition: def, DDL: res.DDL, DroppedAt: x.d.Clock().UTC()}
+		if outcome != OutcomeDropped {
+			return nil
 		}
-		return nil
+		out, err = x.outbox(sctx, tx, r.id, &events.IndexRemovalCompleted{Target: r.target, RemovalID: r.id, Schema: r.schema,
+			Table: table, IndexName: r.indexName, Definition: def, DDL: res.DDL, DroppedAt: x.d.Clock().UTC()})
+		return err
 	})
 	if errors.Is(err, errLeaseLost) {
 		log.Warn("removal row no longer held at settle time")
@@ -188,8 +189,8 @@ func (x *executor) remove(ctx context.Context, r *rjob) error {
 		return fmt.Errorf("settle removal %s: %w", r.id, err)
 	}
 	log.Info("removal settled", "outcome", outcome, "reason", reason)
-	if payload != nil {
-		x.publishPayload(sctx, r.id, payload)
+	if out != nil {
+		x.publish(sctx, *out)
 	}
 	return nil
 }

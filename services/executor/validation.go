@@ -221,6 +221,7 @@ func (x *executor) validate(ctx context.Context, v *vjob) error {
 		Verdict: r.Verdict, ChangePct: r.ChangePct, PlanUsesIndex: r.PlanUsesIndex, Reverted: ev.Reverted,
 		Statements: ev.Statements, ValidatedAt: v.now.UTC(),
 	}
+	var out *metadata.Outboxed
 	err = pgx.BeginFunc(sctx, x.d.Control, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(sctx, marker+`update indexpilot.validations
    set state = 'done', verdict = $3, reverted = $4, evidence = $5, claimed_by = null, lease_until = null, updated_at = now()
@@ -236,6 +237,9 @@ func (x *executor) validate(ctx context.Context, v *vjob) error {
 			Evidence: ev, CandidateID: v.candidateID, RecommendationID: v.recID}
 		parent, err := metadata.AppendLog(sctx, tx, entry)
 		if err != nil {
+			return err
+		}
+		if out, err = x.outbox(sctx, tx, v.recID, payload); err != nil {
 			return err
 		}
 		if !ev.Reverted {
@@ -269,7 +273,7 @@ on conflict (target, query_fingerprint, index_key) do update
 		return fmt.Errorf("settle validation %s: %w", v.recID, err)
 	}
 	log.Info("index validated", "verdict", r.Verdict, "change_pct", r.ChangePct, "reverted", ev.Reverted, "reason", r.Reason)
-	x.publishPayload(sctx, v.recID, payload)
+	x.publish(sctx, *out)
 	return nil
 }
 

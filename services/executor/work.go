@@ -182,17 +182,15 @@ func (x *executor) process(ctx context.Context, j *job) {
 	}
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer scancel()
-	payload, err := x.settle(sctx, j, o)
+	out, err := x.settle(sctx, j, o)
 	if err != nil {
 		log.ErrorContext(ctx, "record build outcome", "outcome", o.name, "error", postgres.Describe(err))
 		return
 	}
-	if payload == nil {
-		log.InfoContext(ctx, "build settled", "outcome", o.name, "reason", o.reason)
-		return
-	}
 	log.InfoContext(ctx, "build settled", "outcome", o.name, "reason", o.reason)
-	x.publish(sctx, j, payload)
+	if out != nil {
+		x.publish(sctx, *out)
+	}
 }
 
 func errString(err error) string {
@@ -325,7 +323,7 @@ func (x *executor) entry(j *job, outcome, reason, indexName, ddl string, ev any)
 // settle records o in one transaction: the builds row (only while this
 // process still holds it), the recommendation's state and the
 // mutation_log entry. It returns the event to publish, if any.
-func (x *executor) settle(ctx context.Context, j *job, o outcome) (events.Payload, error) {
+func (x *executor) settle(ctx context.Context, j *job, o outcome) (*metadata.Outboxed, error) {
 	ev := evidence{Attempt: j.attempt, MaxAttempts: x.cfg.MaxAttempts, ExecutorID: x.id,
 		TookOverFrom: j.takenOver, QueryIDs: j.queryIDs}
 	if ev.QueryIDs == nil {
@@ -355,8 +353,9 @@ func (x *executor) settle(ctx context.Context, j *job, o outcome) (events.Payloa
 		refund = 1
 	}
 	now := x.d.Clock()
-	var payload events.Payload
+	var out *metadata.Outboxed
 	err := pgx.BeginFunc(ctx, x.d.Control, func(tx pgx.Tx) error {
+		var payload events.Payload
 		tag, err := tx.Exec(ctx, marker+`update indexpilot.builds
    set state = $3, claimed_by = null, lease_until = null, progress = null,
        not_before = now() + make_interval(secs => $4), attempts = attempts - $5,
@@ -403,7 +402,11 @@ func (x *executor) settle(ctx context.Context, j *job, o outcome) (events.Payloa
 				Attempt: j.attempt, FailedAt: now.UTC(),
 			}
 		}
-		return nil
+		if payload == nil {
+			return nil
+		}
+		out, err = x.outbox(ctx, tx, j.decisionEventID, payload)
+		return err
 	})
 	if errors.Is(err, errLeaseLost) {
 		x.log.Warn("build row no longer held at settle time; outcome left to its holder",
@@ -413,31 +416,37 @@ func (x *executor) settle(ctx context.Context, j *job, o outcome) (events.Payloa
 	if err != nil {
 		return nil, fmt.Errorf("settle build %s: %w", j.recID, err)
 	}
-	return payload, nil
+	return out, nil
 }
 
 var errLeaseLost = errors.New("build lease lost")
 
-// publish sends the outcome event, retrying a few times: the outcome is
-// already committed, and the event id is deterministic, so a consumer that
-// sees it twice drops the copy.
-func (x *executor) publish(ctx context.Context, j *job, p events.Payload) {
-	x.publishPayload(ctx, j.decisionEventID, p)
+// outbox writes the outcome event p to the outbox in tx, the transaction
+// that commits the outcome, so that the event survives a crash between the
+// commit and the publish.
+func (x *executor) outbox(ctx context.Context, tx pgx.Tx, corr string, p events.Payload) (*metadata.Outboxed, error) {
+	id, err := metadata.Enqueue(ctx, tx, Name, corr, p)
+	if err != nil {
+		return nil, err
+	}
+	return &metadata.Outboxed{ID: id, CorrelationID: corr, Payload: p}, nil
 }
 
-// publishPayload publishes p with correlation id corr, retrying a few
-// times.
-func (x *executor) publishPayload(ctx context.Context, corr string, p events.Payload) {
+// publish sends a committed outcome event, retrying a few times, and marks
+// its outbox row published. What it cannot send stays in the outbox for
+// relayOutbox; the event id is deterministic, so a consumer that sees it
+// twice drops the copy.
+func (x *executor) publish(ctx context.Context, o metadata.Outboxed) bool {
 	delay := 200 * time.Millisecond
 	for i := 1; ; i++ {
-		err := x.d.Bus.Publish(ctx, Name, corr, p)
+		err := x.d.Bus.Publish(ctx, Name, o.CorrelationID, o.Payload)
 		if err == nil {
-			return
+			break
 		}
 		if i == 5 || ctx.Err() != nil {
-			x.log.Error("publish outcome", "correlation_id", corr, "event_id", p.EventID(),
-				"type", string(p.EventType()), "error", err.Error())
-			return
+			x.log.Error("publish outcome; left in the outbox", "correlation_id", o.CorrelationID, "event_id", o.Payload.EventID(),
+				"type", string(o.Payload.EventType()), "error", err.Error())
+			return false
 		}
 		t := time.NewTimer(delay)
 		select {
@@ -446,5 +455,49 @@ func (x *executor) publishPayload(ctx context.Context, corr string, p events.Pay
 		case <-t.C:
 		}
 		delay *= 2
+	}
+	if err := metadata.MarkPublished(ctx, x.d.Control, Name, o.ID); err != nil {
+		x.log.Warn("outcome published but not marked; it will be published again", "event_id", o.Payload.EventID(),
+			"error", postgres.Describe(err))
+	}
+	return true
+}
+
+// outboxGrace is how old an unpublished outbox row must be before the
+// relay publishes it: younger ones are still with the goroutine that
+// committed them.
+const outboxGrace = 30 * time.Second
+
+// outboxKeep is how long published outbox rows are kept, and
+// outboxPruneEvery how often the relay deletes older ones.
+const (
+	outboxKeep       = 24 * time.Hour
+	outboxPruneEvery = time.Hour
+)
+
+// relayOutbox publishes the outcome events that were committed but never
+// marked published (a crash, or the bus down for longer than publish
+// retries), and now and then deletes rows published long ago.
+func (x *executor) relayOutbox(ctx context.Context) {
+	if now := time.Now(); now.Sub(x.outboxPruned) >= outboxPruneEvery {
+		if _, err := metadata.PruneOutbox(ctx, x.d.Control, Name, outboxKeep); err != nil {
+			x.log.Warn("prune outbox", "error", postgres.Describe(err))
+		} else {
+			x.outboxPruned = now
+		}
+	}
+	pending, err := metadata.Unpublished(ctx, x.d.Control, Name, outboxGrace, 100)
+	if err != nil {
+		if ctx.Err() == nil {
+			x.log.Warn("read outbox", "error", postgres.Describe(err))
+		}
+		return
+	}
+	for _, o := range pending {
+		if !x.publish(ctx, o) {
+			return
+		}
+		x.log.Info("outcome published from the outbox", "correlation_id", o.CorrelationID,
+			"event_id", o.Payload.EventID(), "type", string(o.Payload.EventType()))
 	}
 }
