@@ -82,6 +82,8 @@ type Payload interface {
 	EventID() string
 	// EventSubject is the target the payload is about.
 	EventSubject() string
+	// Validate checks the fields every consumer relies on (validate.go).
+	Validate() error
 }
 
 // ErrUnknownType is returned when an envelope names a type this build does
@@ -164,7 +166,7 @@ func DecodeData(e Envelope, out Payload) error {
 	return nil
 }
 
-// Decode decodes the payload of any known type.
+// Decode decodes the payload of any known type and validates it.
 func Decode(e Envelope) (Payload, error) {
 	var p Payload
 	switch e.Type {
@@ -194,6 +196,9 @@ func Decode(e Envelope) (Payload, error) {
 		return nil, fmt.Errorf("%w %q", ErrUnknownType, e.Type)
 	}
 	if err := DecodeData(e, p); err != nil {
+		return nil, err
+	}
+	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	return p, nil

@@ -104,6 +104,43 @@ func TestStrictDecodeRejectsUnknownFields(t *testing.T) {
 	}
 }
 
+// TestTableStatWithoutNewPageUpdates: a tablestat.observed.v1 without
+// newpage_updates (a PostgreSQL 14/15 target, or a collector from before
+// the field) still decodes strictly, reads as unknown (nil, not 0), and
+// re-encodes without the field.
+func TestTableStatWithoutNewPageUpdates(t *testing.T) {
+	b, err := os.ReadFile(fixturePath(events.TypeTableStatObserved))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := strings.Replace(string(b), ",\n    \"newpage_updates\": 12", "", 1)
+	if old == string(b) {
+		t.Fatal("the tablestat fixture carries no newpage_updates to take out")
+	}
+	env, err := events.Unmarshal([]byte(old))
+	if err != nil {
+		t.Fatalf("decode envelope without newpage_updates: %v", err)
+	}
+	var ts events.TableStatObserved
+	if err := events.DecodeData(env, &ts); err != nil {
+		t.Fatalf("decode tablestat without newpage_updates: %v", err)
+	}
+	if ts.NewPageUpdates != nil {
+		t.Fatalf("newpage_updates absent on the wire: got %d, want nil (unknown)", *ts.NewPageUpdates)
+	}
+	re, err := events.Wrap(&ts, env.Producer, env.CorrelationID, env.OccurredAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reb, err := events.MarshalIndent(re)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(reb) != old {
+		t.Errorf("tablestat without newpage_updates does not re-encode byte-identically:\n got: %s\nwant: %s", reb, old)
+	}
+}
+
 func TestIDsAreDeterministicAndDistinct(t *testing.T) {
 	a := events.Examples()
 	b := events.Examples()
@@ -166,6 +203,53 @@ func TestReadmeCatalogsEveryType(t *testing.T) {
 		fx, _ := os.ReadFile(fixturePath(ty))
 		if !strings.Contains(string(b), strings.TrimSpace(string(fx))) {
 			t.Errorf("events/README.md example of %s differs from its fixture", ty)
+		}
+	}
+}
+
+func TestDescribeWindow(t *testing.T) {
+	end := time.Date(2026, 12, 7, 2, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		source string
+		start  time.Time
+		want   string
+	}{
+		{events.WindowHistoryStatsReset, end.Add(-35*24*time.Hour - time.Hour), "history since 2026-11-02, 35 days"},
+		{events.WindowHistoryStatsSince, end.Add(-3 * time.Hour), "history since 2026-12-06, 3 hours"},
+		{events.WindowHistoryStatsSince, end.Add(-90 * time.Second), "history since 2026-12-07, 1 minute"},
+		{events.WindowHistoryUnknown, end, "history, window unknown"},
+		{events.WindowActivity, end, "running (pg_stat_activity)"},
+		{events.WindowDelta, end.Add(-time.Minute), ""},
+	} {
+		if got := events.DescribeWindow(c.source, c.start, end); got != c.want {
+			t.Errorf("events.DescribeWindow(%q) = %q, want %q", c.source, got, c.want)
+		}
+	}
+}
+
+// TestReadRefusesWhatWrapNeverMakes: the consumers' decode path refuses an
+// envelope whose id is not its payload's, whose subject is not its
+// payload's target, whose payload misses a field consumers key rows on, or
+// that is over MaxEventBytes; the fixtures themselves are read.
+func TestReadRefusesWhatWrapNeverMakes(t *testing.T) {
+	b, err := os.ReadFile(fixturePath(events.TypeTableStatObserved))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := events.Read(b); err != nil {
+		t.Fatalf("fixture refused: %v", err)
+	}
+	s := string(b)
+	for name, c := range map[string]struct{ body, want string }{
+		"forged id":      {strings.Replace(s, `"id": "19b34f41`, `"id": "29b34f41`, 1), "is not the payload's id"},
+		"subject":        {strings.Replace(s, `"subject": "main"`, `"subject": "other"`, 1), "subject"},
+		"missing schema": {strings.Replace(s, `"schema": "public"`, `"schema": ""`, 1), "missing schema"},
+		"unknown source": {strings.Replace(s, `"live_rows"`, `"live_rowz"`, 1), "live_rowz"},
+		"oversized":      {"{" + strings.Repeat(" ", events.MaxEventBytes) + s[1:], "over the"},
+	} {
+		_, _, err := events.Read([]byte(c.body))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want an error with %q", name, err, c.want)
 		}
 	}
 }

@@ -9,6 +9,7 @@ func Examples() []Payload {
 	at := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	statsReset := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	exampleTenant, exampleField := "tenant-42", "email"
+	exampleNewPage := int64(12)
 	spec := IndexSpec{Schema: "public", Table: "contacts", Method: "btree", Columns: []string{"tenant_id", "email"}}
 	cand := CandidateID("main", spec, "v1")
 	candEvent := &IndexCandidateScored{
@@ -40,7 +41,7 @@ func Examples() []Payload {
 				Scans: 3, SizeBytes: 917504, Valid: true, Primary: true, Unique: true,
 				TuplesRead: 3, TuplesFetched: 3, Constraint: true, ReplicaIdentity: true,
 			}},
-			StatsResetAt: &statsReset,
+			StatsResetAt: &statsReset, NewPageUpdates: &exampleNewPage,
 		},
 		&AppStatObserved{
 			Target: "main", RowID: "81920", TenantID: &exampleTenant, Table: "contacts", Field: &exampleField,

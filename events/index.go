@@ -20,6 +20,42 @@ type IndexSpec struct {
 	// Expressions, when set, are expression keys that follow Columns in
 	// the index, e.g. lower(email). Optional; absent for plain indexes.
 	Expressions []IndexExpr `json:"expressions,omitempty"`
+	// Directions, when set, is the sort order of each entry of Columns
+	// (same length): "" (ASC, nulls last, the default), "DESC" (nulls
+	// first), "NULLS FIRST" (ASC) or "DESC NULLS LAST". Absent when every
+	// column is in the default order; only an index built to deliver an
+	// ORDER BY with mixed directions or explicit NULLS needs it.
+	Directions []string `json:"directions,omitempty"`
+}
+
+// The column directions of IndexSpec.Directions.
+const (
+	DirAsc           = ""
+	DirDesc          = "DESC"
+	DirAscNullsFirst = "NULLS FIRST"
+	DirDescNullsLast = "DESC NULLS LAST"
+)
+
+// Direction is the Directions entry for a sort direction and null order.
+func Direction(desc, nullsFirst bool) string {
+	switch {
+	case desc && nullsFirst:
+		return DirDesc
+	case desc:
+		return DirDescNullsLast
+	case nullsFirst:
+		return DirAscNullsFirst
+	}
+	return DirAsc
+}
+
+// ColumnDirection is the direction of Columns[i] ("" when Directions is
+// not set or shorter).
+func (s IndexSpec) ColumnDirection(i int) string {
+	if i < len(s.Directions) {
+		return s.Directions[i]
+	}
+	return DirAsc
 }
 
 // IndexExpr is one expression key: a function from pkg/indexdef's
@@ -35,8 +71,9 @@ func (e IndexExpr) String() string { return e.Function + "(" + e.Column + ")" }
 
 // Key is the canonical identity of the definition:
 // "schema.table|method|col1,col2|predicate", followed by
-// "|fn(col),..." only when the spec has expression keys (so the keys of
-// plain specs never change). Recommendations are unique per
+// "|fn(col),..." only when the spec has expression keys and
+// "|order=dir1,dir2" only when a column is not in the default order (so
+// the keys of plain specs never change). Recommendations are unique per
 // (target, Key).
 func (s IndexSpec) Key() string {
 	m := s.Method
@@ -50,6 +87,12 @@ func (s IndexSpec) Key() string {
 			exprs[i] = e.String()
 		}
 		key += "|" + strings.Join(exprs, ",")
+	}
+	for _, d := range s.Directions {
+		if d != DirAsc {
+			key += "|order=" + strings.Join(s.Directions, ",")
+			break
+		}
 	}
 	return key
 }

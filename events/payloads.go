@@ -1,14 +1,25 @@
 package events
 
 import (
+	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
 // QueryStatObserved is the change of one statement's pg_stat_statements
-// counters between two polls of a target (a delta, never a running total).
-// The first sight of a statement, a stats reset or an evicted entry coming
-// back is a baseline and produces no event.
+// counters over a window of a target (a delta, never a running total).
+//
+// WindowSource says what the window is (see the Window* constants): a
+// delta between two polls (""), the history pg_stat_statements already
+// held at the collector's first poll of the target ("history:..."), or a
+// statement sampled running in pg_stat_activity ("activity"). A stats
+// reset or an evicted entry coming back is a baseline and produces no
+// event; a statement first seen after the first poll counts in full.
+//
+// A history window is cumulative: a later history window of the same
+// statement with a start at or before this one's (a collector restart)
+// covers it and every delta inside it, and replaces them in the scorer.
 //
 // Id recipe: "querystat", target, query_id, window_end.
 type QueryStatObserved struct {
@@ -23,6 +34,71 @@ type QueryStatObserved struct {
 	Rows            int64     `json:"rows"`
 	SharedBlksHit   int64     `json:"shared_blks_hit"`
 	SharedBlksRead  int64     `json:"shared_blks_read"`
+	// WindowSource is "" for a delta between polls, or one of
+	// WindowHistoryStatsSince, WindowHistoryStatsReset,
+	// WindowHistoryUnknown (WindowStart then equals WindowEnd: the start
+	// is not known) and WindowActivity.
+	WindowSource string `json:"window_source,omitempty"`
+	// Unfinished marks an observation from pg_stat_activity of a statement
+	// still running, cancelled or timed out: TotalExecTimeMs is a lower
+	// bound of its cost.
+	Unfinished bool `json:"unfinished,omitempty"`
+	// ParamSamples are representative parameter values, as text, one
+	// inner slice per observed execution, in the $1..$n order of Query
+	// (taken from a literal text seen in pg_stat_activity). They are bound
+	// as parameters, never spliced into SQL text.
+	ParamSamples [][]string `json:"param_samples,omitempty"`
+}
+
+// Window sources of QueryStatObserved.
+const (
+	// WindowDelta is a delta between two polls.
+	WindowDelta = ""
+	// WindowHistoryStatsSince: the history held at the first poll, since
+	// the statement's stats_since (PostgreSQL 17+).
+	WindowHistoryStatsSince = "history:stats_since"
+	// WindowHistoryStatsReset: the history held at the first poll, since
+	// pg_stat_statements_info.stats_reset (PostgreSQL 14+).
+	WindowHistoryStatsReset = "history:stats_reset"
+	// WindowHistoryUnknown: the history held at the first poll, since an
+	// unknown time; it weighs by calls and total time alone.
+	WindowHistoryUnknown = "history:unknown"
+	// WindowActivity: a statement sampled running in pg_stat_activity.
+	WindowActivity = "activity"
+)
+
+// IsHistory reports whether a window source is a first window built from
+// pg_stat_statements' history.
+func IsHistory(source string) bool { return strings.HasPrefix(source, "history:") }
+
+// DescribeWindow names a window in words for evidence and status:
+// "history since 2026-11-02, 35 days", "history, window unknown", "running
+// (pg_stat_activity)", or "" for a delta between polls.
+func DescribeWindow(source string, start, end time.Time) string {
+	switch {
+	case source == WindowHistoryUnknown:
+		return "history, window unknown"
+	case IsHistory(source):
+		return "history since " + start.UTC().Format("2006-01-02") + ", " + span(end.Sub(start))
+	case source == WindowActivity:
+		return "running (pg_stat_activity)"
+	}
+	return ""
+}
+
+// span is a duration in the largest whole unit: days, hours or minutes.
+func span(d time.Duration) string {
+	unit, n := "minute", int64(d/time.Minute)
+	switch {
+	case d >= 24*time.Hour:
+		unit, n = "day", int64(d/(24*time.Hour))
+	case d >= time.Hour:
+		unit, n = "hour", int64(d/time.Hour)
+	}
+	if n == 1 {
+		return "1 " + unit
+	}
+	return strconv.FormatInt(n, 10) + " " + unit + "s"
 }
 
 func (*QueryStatObserved) EventType() Type { return TypeQueryStatObserved }
@@ -60,6 +136,13 @@ type TableStatObserved struct {
 	// none happened since the reset).
 	LastSeqScanAt *time.Time `json:"last_seq_scan_at,omitempty"`
 	LastIdxScanAt *time.Time `json:"last_idx_scan_at,omitempty"`
+	// NewPageUpdates is pg_stat_user_tables.n_tup_newpage_upd (PostgreSQL
+	// 16+): updates whose new row version went to another heap page, for
+	// lack of room on its own. Such an update is never HOT, whatever the
+	// indexes. Cumulative like Updates, and counted among them. Absent
+	// before 16, where the server does not count it (absent is "unknown",
+	// never 0).
+	NewPageUpdates *int64 `json:"newpage_updates,omitempty"`
 }
 
 // IndexStat is one existing index of a table.
@@ -106,6 +189,22 @@ type StatementEvidence struct {
 	CostBefore     float64 `json:"cost_before"`
 	CostAfter      float64 `json:"cost_after"`
 	ImprovementPct float64 `json:"improvement_pct"`
+	// PricingMethod says how the statement's costs were obtained:
+	// "custom:qualstats", "custom:app", "custom:pg_stats", "custom:observed" (the
+	// weighted mean of custom plans over ValueSets representative value
+	// sets from that source) or "generic" (the generic plan).
+	PricingMethod string `json:"pricing_method,omitempty"`
+	ValueSets     int    `json:"value_sets,omitempty"`
+	// Window names the statement's workload window when it is not only
+	// deltas between polls (DescribeWindow): "history since 2026-11-02,
+	// 35 days", "history, window unknown", "running (pg_stat_activity)".
+	Window string `json:"window,omitempty"`
+	// Tenants is how the statement's calls split by tenant (top
+	// TenantTop, then "others" and "unattributed" buckets), from the
+	// app-fed statistics or the tenant column's representative values;
+	// absent when neither says (docs/scorer.md, "Tenant-attributed
+	// benefit").
+	Tenants []TenantShare `json:"tenants,omitempty"`
 }
 
 // IndexCandidateScored is an index the scorer proposes, with the evidence
@@ -134,6 +233,80 @@ type IndexCandidateScored struct {
 	NetBenefit         float64  `json:"net_benefit,omitempty"`
 	TimeSavedMsPerHour float64  `json:"time_saved_ms_per_hour,omitempty"`
 	Notes              []string `json:"notes,omitempty"`
+	// The write model (formula v2): the estimated WAL bytes the index adds
+	// per write transaction of the workload — the write side of the Pareto
+	// view whose read side is BenefitCost — and the updates per window
+	// that are HOT today and would not be with the index.
+	WALBytesPerWriteTxn float64 `json:"wal_bytes_per_write_txn"`
+	HotUpdatesLost      float64 `json:"hot_updates_lost,omitempty"`
+	// HeldReason is set when the candidate pays for itself but a budget or
+	// a cap held it back ("storage_budget", "max_indexes_per_table",
+	// "max_new_indexes"); HeldDetail gives the numbers. The gatekeeper
+	// records it in state held, where an operator can approve it anyway.
+	HeldReason string `json:"held_reason,omitempty"`
+	HeldDetail string `json:"held_detail,omitempty"`
+	// UpdatedColumns are the columns of the index's table that the
+	// workload's UPDATEs set in the window, sorted: a partial index whose
+	// predicate column is among them is superseded by a full index on the
+	// same keys (indexdef.Supersedes).
+	UpdatedColumns []string `json:"updated_columns,omitempty"`
+	// RejectedReason is set when the scorer priced the candidate and its
+	// charges outweigh its read saving (ReasonWriteOverhead);
+	// RejectedDetail says so in a sentence with the numbers. The
+	// gatekeeper records it as a rejected recommendation, so the Pareto
+	// view lists it next to the chosen ones.
+	RejectedReason string `json:"rejected_reason,omitempty"`
+	RejectedDetail string `json:"rejected_detail,omitempty"`
+	// Forecast is set when every statement the candidate serves has a
+	// recurring peak (predictive indexing): the index is wanted for the
+	// next peak, and the gatekeeper holds its build until BuildFrom.
+	Forecast *Forecast `json:"forecast,omitempty"`
+	// Tenants is each tenant's share of the index's benefit: each
+	// statement's benefit (calls × mean time × improvement) split by its
+	// Tenants, summed. Absent when no statement has per-tenant data.
+	Tenants []TenantShare `json:"tenants,omitempty"`
+}
+
+// Forecast is the recurring peak behind a candidate and when to build for
+// it. Times are UTC.
+type Forecast struct {
+	// QueryID is the statement whose peak comes first.
+	QueryID string `json:"query_id"`
+	// Period is "daily" or "weekly"; Phase the main peak's start in it
+	// ("02:00 UTC", "Mon 02:00 UTC").
+	Period string `json:"period"`
+	Phase  string `json:"phase"`
+	// Amplitude is the peak hour's load over the mean hour's; Confidence
+	// the share of the observed periods (Periods) that showed the peak.
+	Amplitude  float64 `json:"amplitude"`
+	Confidence float64 `json:"confidence"`
+	Periods    int     `json:"periods"`
+	// PeakAt and PeakEnd bound the next peak (or the one running).
+	PeakAt  time.Time `json:"peak_at"`
+	PeakEnd time.Time `json:"peak_end"`
+	// BuildSeconds is the estimated build time; BuildBy = PeakAt minus
+	// it and the margin: the latest start that finishes before the peak.
+	// BuildFrom is the earliest the gatekeeper approves the build.
+	BuildSeconds float64   `json:"build_seconds"`
+	BuildBy      time.Time `json:"build_by"`
+	BuildFrom    time.Time `json:"build_from"`
+	// DropAfter, with scorer.forecast.drop_after_peak, proposes dropping
+	// the index once the peak is over (DropDetail: the numbers); it is a
+	// proposal in the evidence, nothing executes it.
+	DropAfter  *time.Time `json:"drop_after,omitempty"`
+	DropDetail string     `json:"drop_detail,omitempty"`
+}
+
+// Summary says it in one line: "weekly peak expected Mon 02:00 UTC, build
+// by 01:20 (confidence 1.00 over 5 weeks)".
+func (f *Forecast) Summary() string {
+	unit := map[string]string{"daily": "days", "weekly": "weeks"}[f.Period]
+	by := f.BuildBy.UTC().Format("15:04")
+	if f.BuildBy.UTC().YearDay() != f.PeakAt.UTC().YearDay() {
+		by = f.BuildBy.UTC().Format("Mon 15:04")
+	}
+	return fmt.Sprintf("%s peak expected %s, build by %s (confidence %.2f over %d %s)",
+		f.Period, f.PeakAt.UTC().Format("Mon 15:04 UTC"), by, f.Confidence, f.Periods, unit)
 }
 
 // CandidateID is the deterministic id of a candidate index definition.
@@ -162,6 +335,10 @@ const (
 	// run-time gate (CPU, window, rate limit, bypass); the gatekeeper
 	// re-evaluates it later and never drops it.
 	VerdictDeferred Verdict = "deferred"
+	// VerdictHeld records a candidate the scorer held back (a storage
+	// budget or a cap, IndexCandidateScored.HeldReason): listed, not
+	// built unless an operator approves it.
+	VerdictHeld Verdict = "held"
 )
 
 // Reason says why a verdict was given. It is a closed set: a consumer may
@@ -198,6 +375,17 @@ const (
 	ReasonRateLimitedTarget  Reason = "rate_limited_target"
 	ReasonRateLimitedTable   Reason = "rate_limited_table"
 	ReasonSuperseded         Reason = "superseded"
+	// ReasonBuildInProgress defers a removal while a build is creating the
+	// index (IndexPilot's own, or a CREATE INDEX/REINDEX on the server).
+	ReasonBuildInProgress Reason = "build_in_progress"
+	// ReasonForecastHold defers a candidate built for a forecast peak
+	// until its Forecast.BuildFrom.
+	ReasonForecastHold Reason = "forecast_hold"
+
+	// The scorer's holds (IndexCandidateScored.HeldReason), together with
+	// ReasonMaxIndexesPerTable (its scorer.max_indexes_per_table).
+	ReasonHeldStorageBudget Reason = "storage_budget"
+	ReasonMaxNewIndexes     Reason = "max_new_indexes"
 )
 
 // RecommendationID is the deterministic id of the recommendation for one

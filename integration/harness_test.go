@@ -57,7 +57,7 @@ type running struct {
 	err    error
 }
 
-func (r *running) stop(t *testing.T) {
+func (r *running) stop(t testing.TB) {
 	t.Helper()
 	r.cancel()
 	select {
@@ -71,7 +71,7 @@ func (r *running) stop(t *testing.T) {
 type startFunc func(ctx context.Context, d stage.Deps) error
 
 // startStage starts one stage over Kafka and waits until it is ready.
-func startStage(t *testing.T, name string, start startFunc, cfg config.Config, control *pgxpool.Pool) *running {
+func startStage(t testing.TB, name string, start startFunc, cfg config.Config, control *pgxpool.Pool) *running {
 	t.Helper()
 	logger := testLogger().With("stage", name)
 	b, err := bus.New(cfg.Bus, logger)

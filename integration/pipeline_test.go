@@ -37,7 +37,8 @@ func newPipeline(t *testing.T) *pipeline {
 	t.Cleanup(cancel)
 	_, err := metadata.Migrate(ctx, db.Pool)
 	require.NoError(t, err)
-	db.Exec(t,
+	// The load is history when IndexPilot starts (pgtest.Load).
+	db.Load(t,
 		`create table public.orders (
 			id bigint generated always as identity primary key,
 			customer_id int not null,
@@ -120,7 +121,7 @@ func (p *pipeline) eventually(cond func() bool, what string) {
 func TestPipelineOverKafka(t *testing.T) {
 	p := newPipeline(t)
 
-	// Consumers first, then the collector (its first poll is a baseline).
+	// Consumers first, then the collector (its first poll publishes the history).
 	exec := startStage(t, "executor", executor.Start, p.cfg, p.db.Pool)
 	gate := startStage(t, "gatekeeper", gatekeeper.Start, p.cfg, p.db.Pool)
 	score := startStage(t, "scorer", scorer.Start, p.cfg, p.db.Pool)

@@ -108,13 +108,25 @@ raise_setting() { # name wanted
     restart=1
   fi
 }
-raise_setting pg_stat_statements.max 10000
+# 30000: the whole test suite (scorer what-if pricing, 100-database and
+# version tests, chaos) makes thousands of distinct entries on this shared
+# server; at 10000 it was full and evicted the least-used ones (750
+# deallocations in one session), including the one-call statements a
+# test had just run.
+raise_setting pg_stat_statements.max 30000
+# pg_qualstats keeps 1000 quals by default, across every database of the
+# server. One run of the test suite leaves about 980 from 57 databases, so
+# the table was full and evicted the least-used entries while tests ran,
+# among them the constants a what-if pricing test had just recorded (it
+# then priced with pg_stats). 10000 entries cost about 5 MB of shared
+# memory.
+raise_setting pg_qualstats.max 10000
 if [ "$bench" -eq 1 ]; then
   raise_setting max_connections 400
   raise_setting pg_stat_statements.max 60000
 fi
 if [ "$restart" -eq 1 ]; then
-  restart_cluster "for pg_stat_statements.max$([ "$bench" -eq 1 ] && echo ' and max_connections')"
+  restart_cluster "for pg_stat_statements.max, pg_qualstats.max$([ "$bench" -eq 1 ] && echo ' and max_connections')"
 else
   "${PSQL[@]}" -c 'select pg_reload_conf()' >/dev/null
 fi

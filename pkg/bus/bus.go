@@ -145,10 +145,37 @@ func NewKafka(cfg config.Kafka, logger *slog.Logger) (*Bus, error) {
 	return b, nil
 }
 
+// Consumer group timing of every IndexPilot Kafka client (see
+// docs/reliability.md, "Consumer groups"). Two orders matter:
+//
+//   - RebalanceTimeout < NetReadTimeout. The coordinator may hold a
+//     JoinGroup or SyncGroup answer for up to RebalanceTimeout (while it
+//     waits for a member that does not rejoin), and Sarama waits for any
+//     answer no longer than NetReadTimeout. With Sarama's defaults (60 s
+//     against 30 s) a member that died mid-rebalance made every survivor's
+//     join time out; each retry joined as a new member, restarted the
+//     rebalance, and the group never formed again.
+//   - RebalanceTimeout + 2 heartbeats < SessionTimeout. A member waiting in
+//     JoinGroup sends no heartbeat; a broker that counts its session
+//     meanwhile (kfake does, Kafka does not) drops it, and its join is never
+//     answered. The rebalance has to end before then.
+//
+// A dead member is dropped after SessionTimeout without a heartbeat, or
+// when a rebalance it does not rejoin ends, RebalanceTimeout after the
+// last join. A member whose in-flight handler keeps it from rejoining
+// within RebalanceTimeout is left out of that generation and joins again.
+const (
+	SessionTimeout    = 20 * time.Second
+	HeartbeatInterval = 3 * time.Second
+	RebalanceTimeout  = 10 * time.Second
+	NetReadTimeout    = 30 * time.Second
+)
+
 // SaramaConfig is the client configuration every IndexPilot Kafka client
 // starts from (the bus's producer and subscribers, the lag reader, replay):
 // the configured protocol version (at least 2.1, which consumer groups and
-// record headers need), the client id, and a short metadata retry backoff.
+// record headers need), the client id, a short metadata retry backoff and
+// the consumer group timing above.
 func SaramaConfig(cfg config.Kafka, clientID string) (*sarama.Config, error) {
 	version, err := sarama.ParseKafkaVersion(cfg.Version)
 	if err != nil {
@@ -161,6 +188,10 @@ func SaramaConfig(cfg config.Kafka, clientID string) (*sarama.Config, error) {
 	c.Version = version
 	c.ClientID = clientID
 	c.Metadata.Retry.Backoff = 250 * time.Millisecond
+	c.Net.ReadTimeout = NetReadTimeout
+	c.Consumer.Group.Session.Timeout = SessionTimeout
+	c.Consumer.Group.Heartbeat.Interval = HeartbeatInterval
+	c.Consumer.Group.Rebalance.Timeout = RebalanceTimeout
 	return c, nil
 }
 
@@ -219,6 +250,22 @@ func (b *Bus) Publish(ctx context.Context, producer, correlationID string, paylo
 // the whole batch costs a few produce requests instead of a round trip
 // per message; payloads of one target keep their order on its partition.
 func (b *Bus) PublishBatch(ctx context.Context, producer, correlationID string, payloads []events.Payload) ([]bool, error) {
+	return b.publishBatch(ctx, nil, producer, correlationID, payloads)
+}
+
+// PublishWithParents is Publish where payload i's producer span starts
+// from parents[i] (a context carrying the span it belongs to, such as the
+// scorer's span of one candidate) rather than from ctx; a nil entry means
+// ctx. The payloads still go to the transport together.
+func (b *Bus) PublishWithParents(ctx context.Context, producer, correlationID string, payloads []events.Payload, parents []context.Context) error {
+	if len(parents) != len(payloads) {
+		return fmt.Errorf("publish: %d parents for %d payloads", len(parents), len(payloads))
+	}
+	_, err := b.publishBatch(ctx, parents, producer, correlationID, payloads)
+	return err
+}
+
+func (b *Bus) publishBatch(ctx context.Context, parents []context.Context, producer, correlationID string, payloads []events.Payload) ([]bool, error) {
 	done := make([]bool, len(payloads))
 	type item struct {
 		i    int
@@ -246,7 +293,11 @@ func (b *Bus) PublishBatch(ctx context.Context, producer, correlationID string, 
 			attribute.String(telemetry.AttrStage, producer),
 			attribute.String("messaging.system", b.transport),
 			attribute.String("messaging.destination.name", topic))
-		sctx, span := telemetry.Tracer().Start(b.parentContext(ctx, p), "publish "+string(p.EventType()),
+		pctx := ctx
+		if parents != nil && parents[i] != nil {
+			pctx = parents[i]
+		}
+		sctx, span := telemetry.Tracer().Start(b.parentContext(pctx, p), "publish "+string(p.EventType()),
 			trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
 		msg, err := encodeEnvelope(sctx, env)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/indexpilot/indexpilot/events"
 	"github.com/indexpilot/indexpilot/pkg/bus"
+	"github.com/indexpilot/indexpilot/pkg/config"
 )
 
 func eventually(t *testing.T, cond func() bool, what string) {
@@ -112,5 +113,25 @@ func TestKeyBySubjectNeedsASubject(t *testing.T) {
 	}
 	if _, err := bus.KeyBySubject("topic", message.NewMessage("x", nil)); err == nil {
 		t.Fatal("a message without subject got a key")
+	}
+}
+
+// TestGroupTimingOrders: every Kafka client gets the consumer group timing
+// whose orders keep a group alive after a member dies mid-rebalance (see
+// SessionTimeout; TestKilledGroupMemberIsReplaced in integration shows it).
+func TestGroupTimingOrders(t *testing.T) {
+	c, err := bus.SaramaConfig(config.Kafka{Version: "3.6.0"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	g := c.Consumer.Group
+	if g.Rebalance.Timeout >= c.Net.ReadTimeout {
+		t.Errorf("rebalance timeout %s not below the read timeout %s: a join waiting on a dead member times out", g.Rebalance.Timeout, c.Net.ReadTimeout)
+	}
+	if g.Rebalance.Timeout+2*g.Heartbeat.Interval >= g.Session.Timeout {
+		t.Errorf("rebalance timeout %s + 2 heartbeats %s not below the session timeout %s", g.Rebalance.Timeout, g.Heartbeat.Interval, g.Session.Timeout)
 	}
 }

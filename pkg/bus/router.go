@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -108,10 +109,8 @@ func (b *Bus) poison(logger *slog.Logger) message.HandlerMiddleware {
 			if topic == "" {
 				topic = "indexpilot.unknown"
 			}
-			p := msg.Copy()
-			p.Metadata.Set(MetaPoisonReason, err.Error())
-			if perr := b.pub.Publish(events.PoisonTopic(topic), p); perr != nil {
-				return nil, fmt.Errorf("park message %s in poison topic: %w", msg.UUID, perr)
+			if perr := b.Park(topic, msg, err); perr != nil {
+				return nil, perr
 			}
 			logger.Warn("event parked in poison topic", "topic", topic, "event_id", msg.UUID,
 				"correlation_id", middleware.MessageCorrelationID(msg), "error", err.Error())
@@ -120,11 +119,50 @@ func (b *Bus) poison(logger *slog.Logger) message.HandlerMiddleware {
 	}
 }
 
+// MaxParkedBytes is the largest payload parked whole. A larger one (it
+// could not be published again: the producer refuses messages over
+// 1,000,000 bytes) is parked as its first ParkedPrefixBytes, with
+// MetaPoisonBytes giving its full size.
+const (
+	MaxParkedBytes    = 512 << 10
+	ParkedPrefixBytes = 64 << 10
+)
+
+// Metadata of a parked message besides MetaPoisonReason.
+const (
+	// MetaPoisonBytes is the size of a payload parked cut short.
+	MetaPoisonBytes = "poison_payload_bytes"
+	// PoisonSubject is the subject (partition key) of a parked message
+	// that carried none.
+	PoisonSubject = "unknown"
+)
+
+// Park publishes a copy of msg, which came from topic and can never be
+// processed, in "<topic>.poison" with reason as MetaPoisonReason. Whatever
+// msg is (no subject, too large to publish again), the copy can be
+// published: a message that cannot be parked would be redelivered forever.
+func (b *Bus) Park(topic string, msg *message.Message, reason error) error {
+	p := msg.Copy()
+	p.Metadata.Set(MetaPoisonReason, reason.Error())
+	if p.Metadata.Get(MetaSubject) == "" {
+		p.Metadata.Set(MetaSubject, PoisonSubject)
+	}
+	if len(p.Payload) > MaxParkedBytes {
+		p.Metadata.Set(MetaPoisonBytes, strconv.Itoa(len(p.Payload)))
+		p.Payload = p.Payload[:ParkedPrefixBytes]
+	}
+	if err := b.pub.Publish(events.PoisonTopic(topic), p); err != nil {
+		return fmt.Errorf("park message %s in poison topic: %w", msg.UUID, err)
+	}
+	return nil
+}
+
 // handle decodes msg and runs handler in a consumer span that continues the
 // trace of the message's metadata, with the envelope's correlation id in
 // the context (loggers built by telemetry.NewLogger print it).
 func (r *Router) handle(group string, t events.Type, handler Handler, msg *message.Message) (err error) {
 	ctx := telemetry.Extract(msg.Context(), msg.Metadata)
+	ctx = context.WithValue(ctx, producerSpanKey{}, trace.SpanContextFromContext(ctx))
 	ctx, span := telemetry.Tracer().Start(ctx, r.stage+" handle "+string(t),
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(
@@ -156,13 +194,12 @@ func (r *Router) handle(group string, t events.Type, handler Handler, msg *messa
 			attribute.String("group", group), attribute.String("type", string(t)), attribute.String("outcome", outcome)))
 		span.End()
 	}()
-	env, err := events.Unmarshal(msg.Payload)
+	env, p, err := events.Read(msg.Payload)
 	if err != nil {
 		return Permanent(err)
 	}
-	p, err := events.Decode(env)
-	if err != nil {
-		return Permanent(err)
+	if env.Type != t {
+		return Permanent(fmt.Errorf("topic %s carries %s events, got %s", events.Topic(t), t, env.Type))
 	}
 	span.SetAttributes(spanAttrs(p, env.ID)...)
 	if _, ok := p.(*events.IndexDecisionMade); ok {
@@ -178,6 +215,18 @@ func (r *Router) handle(group string, t events.Type, handler Handler, msg *messa
 		}
 	}
 	return nil
+}
+
+type producerSpanKey struct{}
+
+// ProducerSpanContext is, in a handler's context, the span context the
+// handled message carried: the span of its publish (the producer's), the
+// parent of the handler's consumer span. A stage that aggregates many
+// events into one later (the scorer) links to these. Invalid outside a
+// handler or for a message without trace context.
+func ProducerSpanContext(ctx context.Context) trace.SpanContext {
+	sc, _ := ctx.Value(producerSpanKey{}).(trace.SpanContext)
+	return sc
 }
 
 // Handle subscribes handler to the topic of t in consumer group

@@ -94,3 +94,50 @@ func TestTraceParentsFollowTheStatement(t *testing.T) {
 	got = trace.SpanContextFromContext(telemetry.Extract(ctx, next(events.TypeIndexBuildCompleted).Metadata))
 	require.Equal(t, lead, got.TraceID(), "the build outcome left the decision's trace")
 }
+
+// TestPublishWithParentsAndProducerSpan: each payload's producer span
+// starts from its own parent (a nil one from ctx: here the statement's
+// trace), and the handler sees, beside its consumer span, the span context
+// the message carried.
+func TestPublishWithParentsAndProducerSpan(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b := bus.NewMemory(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer b.Close()
+	got := make(chan [2]trace.SpanContext, 2)
+	r, err := b.NewRouter("scorer", 5*time.Second)
+	require.NoError(t, err)
+	require.NoError(t, r.Handle("querystats", events.TypeQueryStatObserved,
+		func(ctx context.Context, _ events.Envelope, _ events.Payload) ([]events.Payload, error) {
+			got <- [2]trace.SpanContext{bus.ProducerSpanContext(ctx), trace.SpanContextFromContext(ctx)}
+			return nil, nil
+		}))
+	go func() { _ = r.Run(ctx) }()
+	<-r.Running()
+
+	own := telemetry.ParseTraceParent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	require.True(t, own.IsValid())
+	require.Equal(t, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", telemetry.TraceParent(own))
+	require.Empty(t, telemetry.TraceParent(trace.SpanContext{}))
+	require.False(t, telemetry.ParseTraceParent("garbage").IsValid())
+
+	now := time.Now().UTC()
+	q1 := &events.QueryStatObserved{Target: "main", QueryID: "1", Query: "select 1", WindowStart: now.Add(-time.Minute), WindowEnd: now, Calls: 1}
+	q2 := &events.QueryStatObserved{Target: "main", QueryID: "2", Query: "select 2", WindowStart: now.Add(-time.Minute), WindowEnd: now, Calls: 1}
+	require.Error(t, b.PublishWithParents(ctx, "collector", "", []events.Payload{q1, q2}, nil))
+	require.NoError(t, b.PublishWithParents(ctx, "collector", "", []events.Payload{q1, q2},
+		[]context.Context{trace.ContextWithRemoteSpanContext(ctx, own), nil}))
+	want := map[trace.TraceID]bool{own.TraceID(): true, telemetry.StatementSpanContext("main", "2").TraceID(): true}
+	for i := 0; i < 2; i++ {
+		select {
+		case g := <-got:
+			require.True(t, g[0].IsValid(), "no producer span context in the handler")
+			require.Equal(t, g[0].TraceID(), g[1].TraceID(), "the consumer span is not in the producer's trace")
+			require.True(t, want[g[0].TraceID()], "unexpected trace %s", g[0].TraceID())
+			delete(want, g[0].TraceID())
+		case <-time.After(10 * time.Second):
+			t.Fatal("a message was not handled")
+		}
+	}
+	require.False(t, bus.ProducerSpanContext(ctx).IsValid(), "a producer span outside a handler")
+}

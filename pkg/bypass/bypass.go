@@ -8,11 +8,13 @@
 // itself after a set time. Each switch can be set in the config file
 // (features.bypass), by environment variable (INDEXPILOT_FEATURES_BYPASS_*)
 // and at run time with Set (`indexpilot bypass set`). A run-time change is
-// persisted in indexpilot.bypass_state with a mutation_log row in the same
-// transaction, then published on the control topic
-// (control.bypass_changed.v1), which every running instance reads in its
-// own consumer group; each instance also re-reads the table every
-// features.bypass.refresh_interval, so a missed event costs at most that.
+// persisted in indexpilot.bypass_state with a mutation_log row and a
+// NOTIFY on NotifyChannel in the same transaction; every running instance
+// LISTENs on the control database, whatever the bus transport, and
+// re-reads the table when notified. The change is also published on the
+// control topic (control.bypass_changed.v1) when the caller has a bus, and
+// each instance re-reads the table every features.bypass.refresh_interval,
+// so a missed notification costs at most that.
 //
 // Any level that disables wins: a switch disabled by the configuration
 // cannot be enabled at run time, and enabling one level never clears

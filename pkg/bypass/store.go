@@ -109,13 +109,20 @@ returning change_id`, string(s.Level), s.Name, s.Disabled, s.Reason, s.Actor, s.
 	}); err != nil {
 		return Switch{}, err
 	}
+	// Delivered to every listener when tx commits, never before: the
+	// payload is only the change number, a listener re-reads the table.
+	if _, err := tx.Exec(ctx, marker+"select pg_notify($1, $2)", NotifyChannel, fmt.Sprint(s.ChangeID)); err != nil {
+		return Switch{}, fmt.Errorf("notify bypass change: %w", err)
+	}
 	return s, nil
 }
 
 // Set applies a run-time change: it persists it with its mutation_log row
-// in one transaction, then publishes it on the control topic when b is not
-// nil (running instances that miss the event read the table within
-// features.bypass.refresh_interval). at is the change time.
+// and a NOTIFY on NotifyChannel in one transaction (every running instance
+// LISTENs on the control database and re-reads the table at once), then
+// publishes it on the control topic when b is not nil. Instances that miss
+// both read the table within features.bypass.refresh_interval. at is the
+// change time.
 func Set(ctx context.Context, pool *pgxpool.Pool, b *bus.Bus, c Change, at time.Time) (Switch, error) {
 	if err := c.Validate(); err != nil {
 		return Switch{}, err

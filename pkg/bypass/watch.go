@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -129,12 +130,15 @@ func instanceID() string {
 
 // Watch returns the live bypass of a running instance of stage who and
 // keeps it current until ctx ends: it reads indexpilot.bypass_state, then
-// consumes the control topic in a consumer group of its own
-// (indexpilot.<who>.bypass.<random>, so every instance sees every change)
-// and re-reads the table every features.bypass.refresh_interval, ending
-// expired emergency stops and other timed switches on the way. With the
-// startup bypass configured it touches no table and only follows the
-// control topic.
+// LISTENs on NotifyChannel of the control database (one dedicated
+// connection per process, re-established with back-off when it drops, the
+// table re-read on every reconnection) and re-reads the table at each
+// notification; it also consumes the control topic in a consumer group of
+// its own (indexpilot.<who>.bypass.<random>, so every instance sees every
+// change) and, as the fallback for anything missed, re-reads the table
+// every features.bypass.refresh_interval, ending expired emergency stops
+// and other timed switches on the way. With the startup bypass configured
+// it touches no table and only follows the control topic.
 func Watch(ctx context.Context, d stage.Deps, who string) (*State, error) {
 	if err := d.Check(); err != nil {
 		return nil, err
@@ -148,6 +152,10 @@ func Watch(ctx context.Context, d stage.Deps, who string) (*State, error) {
 		}
 		st.Apply(sws...)
 	}
+	log := d.Logger.With("component", "bypass")
+	if useDB {
+		follow(ctx, d.Control, st, log)
+	}
 	group := events.ConsumerGroup(who, "bypass."+instanceID())
 	sub, err := d.Bus.Subscriber(group)
 	if err != nil {
@@ -158,23 +166,19 @@ func Watch(ctx context.Context, d stage.Deps, who string) (*State, error) {
 		_ = sub.Close()
 		return nil, fmt.Errorf("subscribe %s: %w", group, err)
 	}
-	log := d.Logger.With("component", "bypass")
 	go func() {
 		defer sub.Close()
 		for msg := range msgs {
-			env, err := events.Unmarshal(msg.Payload)
-			if err == nil {
-				var p events.BypassChanged
-				if err = events.DecodeData(env, &p); err == nil {
-					var sw Switch
-					if sw, err = fromEvent(&p); err == nil {
-						st.Apply(sw)
-						log.Info("bypass changed", "level", sw.Level, "name", sw.Name, "disabled", sw.Disabled, "change_id", sw.ChangeID)
-					}
+			if err := applyEvent(st, msg.Payload, log); err != nil {
+				// Parked, not retried: the same bytes never decode, and
+				// bypass_state stays the source of truth. Each instance
+				// (its own group) parks its own copy, under the same
+				// message id.
+				topic := events.Topic(events.TypeBypassChanged)
+				if perr := d.Bus.Park(topic, msg, err); perr != nil {
+					log.Warn("park a bad bypass event", "event_id", msg.UUID, "error", perr.Error())
 				}
-			}
-			if err != nil {
-				log.Warn("ignored a bad bypass event", "error", err.Error())
+				log.Warn("bad bypass event parked in poison topic", "event_id", msg.UUID, "error", err.Error())
 			}
 			msg.Ack()
 		}
@@ -217,4 +221,25 @@ func Watch(ctx context.Context, d stage.Deps, who string) (*State, error) {
 		}()
 	}
 	return st, nil
+}
+
+// applyEvent decodes one message of the control topic (events.Read) and
+// applies its switch.
+func applyEvent(st *State, body []byte, log *slog.Logger) error {
+	_, p, err := events.Read(body)
+	if err != nil {
+		return err
+	}
+	bc, ok := p.(*events.BypassChanged)
+	if !ok {
+		return fmt.Errorf("topic %s carries %s events, got %s", events.Topic(events.TypeBypassChanged),
+			events.TypeBypassChanged, p.EventType())
+	}
+	sw, err := fromEvent(bc)
+	if err != nil {
+		return err
+	}
+	st.Apply(sw)
+	log.Info("bypass changed", "level", sw.Level, "name", sw.Name, "disabled", sw.Disabled, "change_id", sw.ChangeID)
+	return nil
 }

@@ -19,6 +19,10 @@ type Adapters struct {
 	OTLP       OTLPAdapter       `yaml:"otlp"`
 	// Tracing controls the spans the stages create around every message.
 	Tracing Tracing `yaml:"tracing"`
+	// HealthInterval is how often the adapters read the health gauges
+	// (mutation_log size, recent failed builds and reverts, poll age, the
+	// bypass) from the control database; default one minute.
+	HealthInterval time.Duration `yaml:"health_interval"`
 }
 
 // PrometheusAdapter is the consumer that turns the event stream into
@@ -67,10 +71,11 @@ type Tracing struct {
 
 func defaultAdapters() Adapters {
 	return Adapters{
-		Prometheus: PrometheusAdapter{StateInterval: 15 * time.Second},
-		Datadog:    DatadogAdapter{Address: "127.0.0.1:8125", Namespace: "indexpilot.", StateInterval: 15 * time.Second},
-		OTLP:       OTLPAdapter{Endpoint: "localhost:4318", Traces: true, Metrics: true, MetricInterval: 30 * time.Second},
-		Tracing:    Tracing{SampleRatio: 1},
+		Prometheus:     PrometheusAdapter{StateInterval: time.Minute},
+		Datadog:        DatadogAdapter{Address: "127.0.0.1:8125", Namespace: "indexpilot.", StateInterval: time.Minute},
+		OTLP:           OTLPAdapter{Endpoint: "localhost:4318", Traces: true, Metrics: true, MetricInterval: 30 * time.Second},
+		Tracing:        Tracing{SampleRatio: 1},
+		HealthInterval: time.Minute,
 	}
 }
 
@@ -101,6 +106,9 @@ func (a Adapters) validate(add func(string, ...any)) {
 		if a.OTLP.Metrics {
 			positive(add, "adapters.otlp.metric_interval", a.OTLP.MetricInterval)
 		}
+	}
+	if a.Prometheus.Enabled || a.Datadog.Enabled || (a.OTLP.Enabled && a.OTLP.Metrics) {
+		positive(add, "adapters.health_interval", a.HealthInterval)
 	}
 	if a.Tracing.SampleRatio < 0 || a.Tracing.SampleRatio > 1 {
 		add("adapters.tracing.sample_ratio: %g must be in [0, 1]", a.Tracing.SampleRatio)

@@ -42,6 +42,10 @@ type Config struct {
 	Executor    Executor   `yaml:"executor"`
 	Adapters    Adapters   `yaml:"adapters"`
 	Log         Log        `yaml:"log"`
+	Dashboard   Dashboard  `yaml:"dashboard"`
+	// Connections bounds the connections opened to targets and to the
+	// control database.
+	Connections Connections `yaml:"connections"`
 }
 
 // Bus chooses the transport between the stages.
@@ -67,14 +71,15 @@ type Log struct {
 // Default is the configuration before any file or environment.
 func Default() Config {
 	return Config{
-		Bus:        Bus{Transport: TransportMemory, Kafka: Kafka{Version: "3.6.0"}},
-		Features:   defaultFeatures(),
-		Gatekeeper: defaultGatekeeper(),
-		Collector:  defaultCollector(),
-		Scorer:     defaultScorer(),
-		Executor:   defaultExecutor(),
-		Adapters:   defaultAdapters(),
-		Log:        Log{Level: "info", Format: "json"},
+		Bus:         Bus{Transport: TransportMemory, Kafka: Kafka{Version: "3.6.0"}},
+		Features:    defaultFeatures(),
+		Gatekeeper:  defaultGatekeeper(),
+		Collector:   defaultCollector(),
+		Scorer:      defaultScorer(),
+		Executor:    defaultExecutor(),
+		Adapters:    defaultAdapters(),
+		Log:         Log{Level: "info", Format: "json"},
+		Connections: defaultConnections(),
 	}
 }
 
@@ -135,6 +140,8 @@ func (c Config) Validate() error {
 	c.Gatekeeper.validate(add)
 	c.Executor.validate(add)
 	c.Adapters.validate(add)
+	c.Dashboard.validate(add)
+	c.Connections.validate(add)
 	switch c.Log.Format {
 	case "json", "text":
 	default:

@@ -9,6 +9,10 @@ type Executor struct {
 	MaxAttempts      int           `yaml:"max_attempts"`
 	PollInterval     time.Duration `yaml:"poll_interval"`
 	Lease            time.Duration `yaml:"lease"`
+	// RecoverAfter is how long a recommendation may stay approved with no
+	// build queued before the executor queues it without its decision
+	// event (the event was lost or is stuck on the bus).
+	RecoverAfter time.Duration `yaml:"recover_after"`
 	// CPU watches the database's CPU during a build.
 	CPU ExecutorCPU `yaml:"cpu"`
 	// Validation compares the targeted statements before and after a build.
@@ -48,7 +52,7 @@ type Validation struct {
 func defaultExecutor() Executor {
 	return Executor{
 		LockTimeout: 5 * time.Second, StatementTimeout: time.Hour, MaxAttempts: 3,
-		PollInterval: time.Second, Lease: time.Minute,
+		PollInterval: time.Second, Lease: time.Minute, RecoverAfter: time.Minute,
 		CPU: ExecutorCPU{Enabled: true, CeilingPct: 90, Samples: 3, Interval: 5 * time.Second, DeferFor: 10 * time.Minute},
 		Validation: Validation{
 			Enabled: true, BeforeWindow: 24 * time.Hour, MinCalls: 100, MinWait: 5 * time.Minute, MaxWait: 24 * time.Hour,
@@ -62,6 +66,7 @@ func (e Executor) validate(add func(string, ...any)) {
 	positive(add, "executor.statement_timeout", e.StatementTimeout)
 	positive(add, "executor.poll_interval", e.PollInterval)
 	positive(add, "executor.lease", e.Lease)
+	positive(add, "executor.recover_after", e.RecoverAfter)
 	if e.MaxAttempts < 1 {
 		add("executor.max_attempts: %d must be at least 1", e.MaxAttempts)
 	}

@@ -28,8 +28,9 @@ func RedactDSN(dsn string) string {
 	return kvPassword.ReplaceAllString(dsn, "${1}REDACTED")
 }
 
-// Redacted returns a copy of c whose secret fields (tagged secret:"true")
-// have their passwords masked, fit to print or log.
+// Redacted returns a copy of c whose secret fields have their passwords
+// masked (tagged secret:"true": DSNs) or are replaced whole (secret:"token"),
+// fit to print or log.
 func (c Config) Redacted() Config {
 	out := c
 	out.Targets = append([]Target(nil), c.Targets...)
@@ -48,6 +49,12 @@ func redactValue(v reflect.Value) {
 			}
 			if t.Field(i).Tag.Get("secret") == "true" && f.Kind() == reflect.String {
 				f.SetString(RedactDSN(f.String()))
+				continue
+			}
+			if t.Field(i).Tag.Get("secret") == "token" && f.Kind() == reflect.String {
+				if f.String() != "" {
+					f.SetString("REDACTED")
+				}
 				continue
 			}
 			redactValue(f)

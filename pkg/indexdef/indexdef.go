@@ -128,6 +128,17 @@ func Validate(spec events.IndexSpec) error {
 			return fmt.Errorf("index spec on %s: empty column name", spec.QualifiedTable())
 		}
 	}
+	if len(spec.Directions) > 0 && len(spec.Directions) != len(spec.Columns) {
+		return fmt.Errorf("index spec on %s: %d directions for %d columns", spec.QualifiedTable(), len(spec.Directions), len(spec.Columns))
+	}
+	for _, d := range spec.Directions {
+		if !validDirection(d) {
+			return fmt.Errorf("index spec on %s: unknown column direction %q", spec.QualifiedTable(), d)
+		}
+		if d != events.DirAsc && Method(spec) != "btree" {
+			return fmt.Errorf("index spec on %s: column directions need a btree", spec.QualifiedTable())
+		}
+	}
 	for _, e := range spec.Expressions {
 		if !slices.Contains(ExprFunctions, e.Function) {
 			return fmt.Errorf("index spec on %s: function %q is not allowed in an expression key", spec.QualifiedTable(), e.Function)
@@ -139,13 +150,41 @@ func Validate(spec events.IndexSpec) error {
 	return nil
 }
 
+func validDirection(d string) bool {
+	switch d {
+	case events.DirAsc, events.DirDesc, events.DirAscNullsFirst, events.DirDescNullsLast:
+		return true
+	}
+	return false
+}
+
+// flipDirection is the direction a backward scan of d delivers.
+func flipDirection(d string) string {
+	switch d {
+	case events.DirDesc:
+		return events.DirAsc
+	case events.DirAscNullsFirst:
+		return events.DirDescNullsLast
+	case events.DirDescNullsLast:
+		return events.DirAscNullsFirst
+	}
+	return events.DirDesc
+}
+
 // CreateSQL renders CREATE INDEX [CONCURRENTLY] for spec under name, every
 // identifier quoted. It does not include the marker comment. Call Validate
 // first: an expression function is written as given.
 func CreateSQL(spec events.IndexSpec, name string, concurrently bool) string {
 	cols := make([]string, 0, len(spec.Columns)+len(spec.Expressions))
-	for _, c := range spec.Columns {
-		cols = append(cols, postgres.Ident(c))
+	for i, c := range spec.Columns {
+		// Directions come from the closed list in events; anything else
+		// is not rendered (Validate rejects it).
+		if d := spec.ColumnDirection(i); d != events.DirAsc && validDirection(d) {
+			c = postgres.Ident(c) + " " + d
+		} else {
+			c = postgres.Ident(c)
+		}
+		cols = append(cols, c)
 	}
 	for _, e := range spec.Expressions {
 		// The function name is from ExprFunctions (Validate); it is
@@ -181,6 +220,10 @@ type Existing struct {
 	// "lower((email)::text)"); Equal and Covers read expression keys from
 	// them.
 	Keys []string
+	// Directions is the direction of each key column as
+	// events.IndexSpec.Directions spells it (from pg_index.indoption); nil
+	// when every key is in the default order.
+	Directions []string
 	// Predicate is pg_get_expr of the partial-index condition, or "".
 	Predicate   string
 	Valid       bool
@@ -201,16 +244,62 @@ func (e Existing) Equal(spec events.IndexSpec) bool {
 	if e.Method != Method(spec) || !SamePredicate(e.Predicate, spec.Predicate) || len(e.Columns) != n {
 		return false
 	}
+	for i := range spec.Columns {
+		if e.direction(i) != spec.ColumnDirection(i) {
+			return false
+		}
+	}
 	return e.leadingKeysMatch(spec)
+}
+
+func (e Existing) direction(i int) string {
+	if i < len(e.Directions) {
+		return e.Directions[i]
+	}
+	return events.DirAsc
+}
+
+// sameOrder reports whether the leading column keys of e deliver the order
+// of spec's columns: the same directions, or all of them reversed (a
+// backward scan), so (a DESC, b DESC) serves (a, b).
+func (e Existing) sameOrder(spec events.IndexSpec) bool {
+	same, flipped := true, true
+	for i := range spec.Columns {
+		d := spec.ColumnDirection(i)
+		same = same && e.direction(i) == d
+		flipped = flipped && e.direction(i) == flipDirection(d)
+	}
+	return same || flipped
+}
+
+// FromSpec is the index spec describes as if it existed and were valid:
+// what a chosen or recommended index is compared with.
+func FromSpec(spec events.IndexSpec) Existing {
+	e := Existing{Schema: spec.Schema, Table: spec.Table, Valid: true, Method: Method(spec),
+		Predicate: spec.Predicate, HasExprKeys: len(spec.Expressions) > 0, Directions: spec.Directions}
+	for _, c := range spec.Columns {
+		e.Columns = append(e.Columns, c)
+		e.Keys = append(e.Keys, c)
+	}
+	for _, x := range spec.Expressions {
+		e.Columns = append(e.Columns, "")
+		e.Keys = append(e.Keys, x.String())
+	}
+	return e
 }
 
 // Covers reports whether e already serves what spec would: a valid btree
 // index whose leading keys are spec's columns then expressions, in order,
-// with the same predicate (or none). A different method never covers; an
-// expression key covers only the same expression.
+// with the same predicate (or none), and the same column directions or
+// all of them reversed (a backward scan gives the same order). A
+// different method never covers; an expression key covers only the same
+// expression.
 func (e Existing) Covers(spec events.IndexSpec) bool {
 	n := len(spec.Columns) + len(spec.Expressions)
 	if !e.Valid || e.Method != Method(spec) || !SamePredicate(e.Predicate, spec.Predicate) || len(e.Columns) < n {
+		return false
+	}
+	if !e.sameOrder(spec) {
 		return false
 	}
 	if e.Method != "btree" && len(e.Columns) != n {
@@ -278,7 +367,10 @@ select n.nspname, t.relname, i.relname, am.amname,
        x.indisvalid, x.indisready, x.indisunique, x.indisprimary,
        pg_get_indexdef(x.indexrelid), pg_relation_size(x.indexrelid),
        exists(select 1 from pg_constraint c where c.conindid = x.indexrelid),
-       x.indexprs is not null
+       x.indexprs is not null,
+       (select array_agg(k.opt order by k.ord)
+          from unnest(x.indoption::int2[]) with ordinality as k(opt, ord)
+         where k.ord <= x.indnkeyatts)
   from pg_index x
   join pg_class i on i.oid = x.indexrelid
   join pg_class t on t.oid = x.indrelid
@@ -298,10 +390,12 @@ func Load(ctx context.Context, q postgres.Querier, schema, table string) ([]Exis
 	var out []Existing
 	for rows.Next() {
 		var e Existing
+		var opts []int16
 		if err := rows.Scan(&e.Schema, &e.Table, &e.Name, &e.Method, &e.Columns, &e.Predicate, &e.Keys,
-			&e.Valid, &e.Ready, &e.Unique, &e.Primary, &e.Definition, &e.SizeBytes, &e.Constraint, &e.HasExprKeys); err != nil {
+			&e.Valid, &e.Ready, &e.Unique, &e.Primary, &e.Definition, &e.SizeBytes, &e.Constraint, &e.HasExprKeys, &opts); err != nil {
 			return nil, fmt.Errorf("scan index: %w", err)
 		}
+		e.Directions = directions(e.Method, opts)
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {
@@ -330,4 +424,77 @@ func FindCovering(list []Existing, spec events.IndexSpec) (Existing, bool) {
 		}
 	}
 	return Existing{}, false
+}
+
+// directions reads pg_index.indoption of a btree's key columns (bit 0:
+// DESC, bit 1: NULLS FIRST) as events.IndexSpec.Directions; nil when every
+// key is in the default order or the method has no order.
+func directions(method string, opts []int16) []string {
+	if method != "btree" {
+		return nil
+	}
+	out := make([]string, len(opts))
+	plain := true
+	for i, o := range opts {
+		out[i] = events.Direction(o&1 != 0, o&2 != 0)
+		plain = plain && out[i] == events.DirAsc
+	}
+	if plain {
+		return nil
+	}
+	return out
+}
+
+// Supersedes reports whether an index on kept makes one on old redundant,
+// so the two should not both be kept: both btrees on the same table, old's
+// keys (columns then expressions) a left prefix of kept's in the same
+// directions or all of them reversed (a backward scan), and either
+//
+//   - the same predicate (or none) and old strictly shorter — kept serves
+//     every scan old serves; or
+//   - old partial, kept full, old's keys a prefix of or equal to kept's,
+//     and updated reports that the workload's UPDATEs set old's predicate
+//     column — such a partial index stops HOT updates (rows move in and
+//     out of it) for rows kept serves already.
+//
+// updated may be nil (nothing is known to be updated).
+func Supersedes(kept, old events.IndexSpec, updated func(column string) bool) bool {
+	if kept.Schema != old.Schema || kept.Table != old.Table || Method(kept) != "btree" || Method(old) != "btree" {
+		return false
+	}
+	k, o := specKeys(kept), specKeys(old)
+	if len(o) == 0 || len(o) > len(k) {
+		return false
+	}
+	for i := range o {
+		if o[i] != k[i] {
+			return false
+		}
+	}
+	if !FromSpec(kept).sameOrder(old) {
+		// kept cannot deliver old's order: (a, b) does not serve
+		// ORDER BY a DESC, b.
+		return false
+	}
+	if SamePredicate(kept.Predicate, old.Predicate) {
+		return len(o) < len(k)
+	}
+	if kept.Predicate != "" || old.Predicate == "" || updated == nil {
+		return false
+	}
+	c, ok := ParseCondition(old.Predicate)
+	if !ok {
+		return false
+	}
+	return updated(c.Column)
+}
+
+// specKeys is spec's keys in order: its columns, then its expressions as
+// "function(column)".
+func specKeys(spec events.IndexSpec) []string {
+	out := append([]string(nil), spec.Columns...)
+	for _, x := range spec.Expressions {
+		out = append(out, x.String())
+	}
+	return out
 }

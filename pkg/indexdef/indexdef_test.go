@@ -98,3 +98,46 @@ func TestCoversComparesParsedDefinitions(t *testing.T) {
 		}
 	}
 }
+
+func TestDirectionsRoundTripThroughTheCatalog(t *testing.T) {
+	db := pgtest.NewDatabase(t)
+	db.Exec(t, "create table t (id int primary key, a int, b int, c int)",
+		"create index t_ab_desc on t (a desc, b desc)",
+		"create index t_c_nulls on t (c nulls first)")
+	built := events.IndexSpec{Schema: "public", Table: "t", Method: "btree", Columns: []string{"b", "a"},
+		Directions: []string{events.DirDesc, events.DirAsc}}
+	require.NoError(t, indexdef.Validate(built))
+	ddl := indexdef.CreateSQL(built, indexdef.Name(built), false)
+	require.Equal(t, `CREATE INDEX "`+indexdef.Name(built)+`" ON "public"."t" USING btree ("b" DESC, "a")`, ddl)
+	db.Exec(t, ddl)
+	require.NotEqual(t, indexdef.Name(built), indexdef.Name(spec("t", "b", "a")), "direction changes the name")
+
+	list, err := indexdef.Load(context.Background(), db.Pool, "public", "t")
+	require.NoError(t, err)
+	e, ok := indexdef.FindEqual(list, built)
+	require.True(t, ok, "the built index is found equal to its spec")
+	require.Equal(t, []string{"DESC", ""}, e.Directions)
+	_, ok = indexdef.FindEqual(list, spec("t", "b", "a"))
+	require.False(t, ok, "an index in other directions is not equal")
+
+	for _, c := range []struct {
+		spec   events.IndexSpec
+		covers bool
+	}{
+		{spec("t", "a", "b"), true}, // backward scan of (a desc, b desc)
+		{events.IndexSpec{Schema: "public", Table: "t", Method: "btree", Columns: []string{"a", "b"}, Directions: []string{"DESC", "DESC"}}, true},
+		{events.IndexSpec{Schema: "public", Table: "t", Method: "btree", Columns: []string{"a", "b"}, Directions: []string{"DESC", ""}}, false},
+		{spec("t", "c"), false}, // (c nulls first) reversed is (c desc nulls last)
+		{events.IndexSpec{Schema: "public", Table: "t", Method: "btree", Columns: []string{"c"}, Directions: []string{"NULLS FIRST"}}, true},
+		{events.IndexSpec{Schema: "public", Table: "t", Method: "btree", Columns: []string{"b"}, Directions: []string{"DESC"}}, true},
+		{spec("t", "b"), true},
+	} {
+		_, got := indexdef.FindCovering(list, c.spec)
+		require.Equal(t, c.covers, got, "covers %v %v", c.spec.Columns, c.spec.Directions)
+	}
+	bad := built
+	bad.Directions = []string{"DESC; drop table t", ""}
+	require.Error(t, indexdef.Validate(bad))
+	bad.Directions = []string{"DESC"}
+	require.Error(t, indexdef.Validate(bad))
+}

@@ -84,8 +84,22 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (Result, error) {
 	defer func() {
 		_, _ = conn.Exec(context.Background(), "/* indexpilot:init */ select pg_advisory_unlock($1)", migrateLock)
 	}()
+	// CREATE SCHEMA needs CREATE on the database even when the schema
+	// exists: a role that owns the schema an administrator created for it
+	// (setup-role --control-schema) has no need of it.
+	var exists bool
+	if err := conn.QueryRow(ctx, "/* indexpilot:init */ select to_regnamespace($1) is not null", Schema).Scan(&exists); err != nil {
+		return Result{}, fmt.Errorf("look up schema %s: %w", Schema, err)
+	}
+	if !exists {
+		if _, err := conn.Exec(ctx, "/* indexpilot:init */ create schema if not exists indexpilot"); err != nil {
+			if postgres.SQLState(err) == "42501" {
+				return Result{}, fmt.Errorf("create schema %s: %s: have an administrator create it for this role (indexpilot setup-role --control-schema, docs/connections.md)", Schema, postgres.Describe(err))
+			}
+			return Result{}, fmt.Errorf("create schema %s: %s", Schema, postgres.Describe(err))
+		}
+	}
 	if _, err := conn.Exec(ctx, `/* indexpilot:init */
-create schema if not exists indexpilot;
 create table if not exists indexpilot.schema_migrations (
     version    int primary key,
     name       text not null,

@@ -30,9 +30,39 @@ func Marker(stage string) string { return MarkerPrefix + stage + " */ " }
 // Identifier.Sanitize: Ident("public", "t") is "public"."t".
 func Ident(parts ...string) string { return pgx.Identifier(parts).Sanitize() }
 
-// Connect opens a pool on dsn with application_name "indexpilot-<stage>" and
-// checks it with a ping. Its errors never include the DSN.
+// Connect opens the pool of the control database (database_url) with
+// application_name "indexpilot-<stage>" and checks it with a ping. It holds
+// at most connections.control_pool connections (see Configure), or the
+// DSN's pool_max_conns, none while idle for a minute. Target pools come from
+// Servers().Open instead, within their server's budget. Its errors never
+// include the DSN.
 func Connect(ctx context.Context, dsn, stage string) (*pgxpool.Pool, error) {
+	pc, err := parsePoolConfig(dsn, stage)
+	if err != nil {
+		return nil, err
+	}
+	cfg, _ := process.settings()
+	if !strings.Contains(dsn, "pool_max_conns") {
+		pc.MaxConns = int32(cfg.ControlPool)
+	}
+	pc.MinConns = 0
+	pc.MaxConnIdleTime = time.Minute
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("open pool: %s", Describe(err))
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to %s:%d/%s: %s", pc.ConnConfig.Host, pc.ConnConfig.Port, pc.ConnConfig.Database, Describe(err))
+	}
+	return pool, nil
+}
+
+// parsePoolConfig parses dsn with IndexPilot's session settings:
+// application_name "indexpilot-<stage>" and lock_timeout.
+func parsePoolConfig(dsn, stage string) (*pgxpool.Config, error) {
 	pc, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, errors.New("parse connection string: invalid format (details withheld, it may hold a password)")
@@ -47,20 +77,7 @@ func Connect(ctx context.Context, dsn, stage string) (*pgxpool.Pool, error) {
 	if _, set := pc.ConnConfig.RuntimeParams["lock_timeout"]; !set {
 		pc.ConnConfig.RuntimeParams["lock_timeout"] = DefaultLockTimeout
 	}
-	if pc.MaxConns < 4 {
-		pc.MaxConns = 4
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
-	if err != nil {
-		return nil, fmt.Errorf("open pool: %s", Describe(err))
-	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := pool.Ping(pctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("connect to %s:%d/%s: %s", pc.ConnConfig.Host, pc.ConnConfig.Port, pc.ConnConfig.Database, Describe(err))
-	}
-	return pool, nil
+	return pc, nil
 }
 
 // Describe renders a database error without the connection string: the

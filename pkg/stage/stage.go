@@ -75,6 +75,7 @@ func (d Deps) Ready() {
 // control pool. close releases them.
 func Open(ctx context.Context, cfg config.Config, name string) (Deps, func(), error) {
 	logger := telemetry.NewLogger(cfg.Log, os.Stderr, name)
+	postgres.Configure(cfg.Connections, logger)
 	b, err := bus.New(cfg.Bus, logger)
 	if err != nil {
 		return Deps{}, nil, err
@@ -95,7 +96,10 @@ func Open(ctx context.Context, cfg config.Config, name string) (Deps, func(), er
 
 // Targets opens and caches one pool per target, lazily, so that an
 // unreachable target costs nothing until it is used and never blocks the
-// others.
+// others. The pools come from the process's server registry
+// (postgres.Servers): they hold connections only within the budget of
+// their server (connections.per_server), shared with every other target
+// and stage of the process on that server, and none while idle.
 type Targets struct {
 	mu    sync.Mutex
 	stage string
@@ -139,14 +143,14 @@ func (t *Targets) Pool(ctx context.Context, name string) (*pgxpool.Pool, error) 
 	if dsn == "" {
 		return nil, fmt.Errorf("%w %q", ErrUnknownTarget, name)
 	}
-	p, err := postgres.Connect(ctx, dsn, t.stage)
+	p, err := postgres.Servers().Open(ctx, dsn, t.stage)
 	if err != nil {
 		return nil, fmt.Errorf("target %s: %w", name, err)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if old, ok := t.pools[name]; ok {
-		p.Close()
+		postgres.Servers().Close(p)
 		return old, nil
 	}
 	t.pools[name] = p
@@ -158,7 +162,7 @@ func (t *Targets) Close() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for n, p := range t.pools {
-		p.Close()
+		postgres.Servers().Close(p)
 		delete(t.pools, n)
 	}
 }

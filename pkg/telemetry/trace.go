@@ -81,3 +81,23 @@ func StatementSpanContext(target, queryID string) trace.SpanContext {
 		TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled, Remote: true,
 	})
 }
+
+// TraceParent renders sc as a W3C traceparent header value ("" for an
+// invalid span context), for a span context kept in a database row.
+func TraceParent(sc trace.SpanContext) string {
+	if !sc.IsValid() {
+		return ""
+	}
+	md := MapCarrier{}
+	Propagator.Inject(trace.ContextWithSpanContext(context.Background(), sc), md)
+	return md["traceparent"]
+}
+
+// ParseTraceParent is the remote span context of a W3C traceparent value;
+// an empty or malformed value gives the invalid (zero) span context.
+func ParseTraceParent(s string) trace.SpanContext {
+	if s == "" {
+		return trace.SpanContext{}
+	}
+	return trace.SpanContextFromContext(Propagator.Extract(context.Background(), MapCarrier{"traceparent": s}))
+}

@@ -101,12 +101,18 @@ func Start(ctx context.Context, d stage.Deps) error {
 			return nil
 		}
 	}
+	sinks := make([]Sink, len(list))
+	for i, ad := range list {
+		sinks[i] = ad.consumer.sink
+	}
+	// The health gauges: one poller feeds every adapter.
+	go PollHealth(ctx, d.Control, d.Config, a.HealthInterval, sinks, func(err error) {
+		d.Logger.Warn("poll health gauges", "error", err.Error())
+	})
 	if d.Bus.Transport() == config.TransportKafka {
 		// Offset lag exists on Kafka only: one poller feeds every adapter.
-		sinks := make([]Sink, len(list))
 		every := list[0].interval
-		for i, ad := range list {
-			sinks[i] = ad.consumer.sink
+		for _, ad := range list {
 			every = min(every, ad.interval)
 		}
 		go PollLag(ctx, func() (*KafkaLag, error) { return NewKafkaLag(d.Config.Bus.Kafka, GroupPrefix) }, every, sinks,

@@ -102,6 +102,8 @@ func TestAdaptersTurnEventsIntoMetrics(t *testing.T) {
 		`indexpilot_build_duration_seconds_count{target="main"} 1`,
 		`indexpilot_build_duration_seconds_sum{target="main"} 0.4125`,
 		`indexpilot_recommendations{state="proposed",target="main"} 1`,
+		`indexpilot_recommendations{state="applied",target="main"} 0`, // every state of the schema's check
+		`indexpilot_recommendations{state="superseded",target="main"} 0`,
 		`indexpilot_reverts_total{target="main",verdict="regressed"} 1`,
 		`indexpilot_validations_total{target="main",verdict="regressed"} 1`,
 		`indexpilot_bus_published_total{stage="test",type="index_build.completed.v1"} 2`,

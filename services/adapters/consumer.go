@@ -130,7 +130,8 @@ func (c *Consumer) validation(ctx context.Context, env events.Envelope) string {
 }
 
 // PollStates sets the recommendations gauge from the control database every
-// interval until ctx ends. A state that disappears is set to zero.
+// interval until ctx ends: every state the schema allows, 0 where no
+// recommendation is in it. A target that disappears is set to zero.
 func (c *Consumer) PollStates(ctx context.Context, control *pgxpool.Pool, interval time.Duration, onErr func(error)) {
 	last := map[[2]string]bool{}
 	repeat(ctx, interval, func() {
@@ -169,8 +170,21 @@ func repeat(ctx context.Context, interval time.Duration, fn func()) {
 }
 
 func recommendationStates(ctx context.Context, control *pgxpool.Pool) (map[[2]string]int64, error) {
+	// Every state the schema allows (the check constraint on
+	// recommendations.state, so a migration that adds one needs no change
+	// here) for every target that has recommendations: absent states are 0.
 	rows, err := control.Query(ctx, `/* indexpilot:adapters */
-select target, state, count(*) from indexpilot.recommendations group by target, state`)
+with states as (
+  select distinct m[1] as state
+    from pg_constraint c
+    join pg_attribute a on a.attrelid = c.conrelid and a.attnum = any (c.conkey)
+   cross join lateral regexp_matches(pg_get_constraintdef(c.oid), '''([^'']+)''', 'g') m
+   where c.conrelid = 'indexpilot.recommendations'::regclass and c.contype = 'c' and a.attname = 'state'),
+targets as (select distinct target from indexpilot.recommendations)
+select t.target, s.state, count(r.id)
+  from targets t cross join states s
+  left join indexpilot.recommendations r on r.target = t.target and r.state = s.state
+ group by 1, 2`)
 	if err != nil {
 		return nil, fmt.Errorf("read recommendation states: %w", err)
 	}

@@ -47,7 +47,8 @@ func TestPipelineMetricsAndTrace(t *testing.T) {
 	defer cancel()
 	_, err := metadata.Migrate(ctx, db.Pool)
 	require.NoError(t, err)
-	db.Exec(t,
+	// The load is history when IndexPilot starts (pgtest.Load).
+	db.Load(t,
 		`create table public.orders (id bigint generated always as identity primary key,
 			customer_id int not null, status text not null, total_cents int not null, created_at timestamptz not null)`,
 		`insert into public.orders (customer_id, status, total_cents, created_at)

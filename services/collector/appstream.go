@@ -33,6 +33,10 @@ const (
 // when nothing happens (wal_sender_timeout defaults to 60 s).
 const standbyEvery = 10 * time.Second
 
+// notInstalledRecheck is the least wait before a target without
+// indexpilot.query_stats is looked at again.
+const notInstalledRecheck = time.Minute
+
 // lagEvery is how often the slot's lag is measured and recorded.
 const lagEvery = 5 * time.Second
 
@@ -171,6 +175,12 @@ func (a *appStats) run(ctx context.Context, removed func() bool) {
 			break
 		}
 		wait := a.settings.AppStatsPollInterval
+		if err == nil && p.mode == modeNotInstalled {
+			// Nothing to read: look again at most once a minute (or per
+			// poll interval), so that targets without the table cost
+			// their server's connection budget next to nothing.
+			wait = max(a.settings.Interval, notInstalledRecheck)
+		}
 		if err != nil {
 			failures++
 			wait = backoff(a.settings.AppStatsPollInterval, failures)

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -12,10 +13,15 @@ import (
 
 // targetConn is the pool of one target, opened on first use and closed when
 // the target's worker stops. Each target has its own, so that a reload can
-// add targets and an unreachable one costs the others nothing.
+// add targets and an unreachable one costs the others nothing; all of them
+// take their connections from the budget of their server
+// (postgres.Servers), and hold none while idle.
 type targetConn struct {
 	target config.Target
 	stage  string
+	// log receives the warning about missing privileges (nil: the
+	// default logger).
+	log *slog.Logger
 
 	mu      sync.Mutex
 	pool    *pgxpool.Pool
@@ -29,16 +35,26 @@ func (c *targetConn) get(ctx context.Context) (*pgxpool.Pool, int, error) {
 	if c.pool != nil {
 		return c.pool, c.version, nil
 	}
-	p, err := postgres.Connect(ctx, c.target.DSN, c.stage)
+	p, err := postgres.Servers().Open(ctx, c.target.DSN, c.stage)
 	if err != nil {
 		return nil, 0, err
 	}
 	v, err := postgres.ServerVersion(ctx, p)
 	if err != nil {
-		p.Close()
+		postgres.Servers().Close(p)
 		return nil, 0, err
 	}
 	c.pool, c.version = p, v
+	// Said once per worker (the pool is kept), not on every poll.
+	if priv, err := postgres.ReadPrivileges(ctx, p); err == nil {
+		if w := priv.CollectionWarning(); w != "" {
+			log := c.log
+			if log == nil {
+				log = slog.Default().With("target", c.target.Name)
+			}
+			log.Warn(w)
+		}
+	}
 	return p, v, nil
 }
 
@@ -46,7 +62,7 @@ func (c *targetConn) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.pool != nil {
-		c.pool.Close()
+		postgres.Servers().Close(c.pool)
 		c.pool = nil
 	}
 }

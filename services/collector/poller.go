@@ -11,6 +11,7 @@ import (
 
 	"github.com/indexpilot/indexpilot/events"
 	"github.com/indexpilot/indexpilot/pkg/config"
+	"github.com/indexpilot/indexpilot/pkg/postgres"
 	"github.com/indexpilot/indexpilot/pkg/stage"
 	"github.com/indexpilot/indexpilot/services/collector/internal/delta"
 	"github.com/indexpilot/indexpilot/services/collector/internal/pgstat"
@@ -50,6 +51,9 @@ type poller struct {
 	group *readGroup
 	// lastAt is the time of the last sample read (zero before the first).
 	lastAt time.Time
+	// counted holds the runs of long-running statements already published
+	// (see pollActivity), with their query ids.
+	counted map[execution]string
 }
 
 func newPoller(d stage.Deps, target string, settings config.Collector) *poller {
@@ -91,9 +95,7 @@ func (p *poller) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			p.failures++
-			wait = backoff(p.settings.Interval, p.failures)
-			p.log.Warn("poll failed", "error", err.Error(), "failures", p.failures, "retry_in", wait.String())
+			wait = p.failed(err, wait)
 		} else if p.failures > 0 {
 			p.log.Info("poll recovered", "after_failures", p.failures)
 			p.failures = 0
@@ -115,6 +117,23 @@ func (p *poller) run(ctx context.Context) {
 	}
 }
 
+// failed counts a failed poll, logs it and returns the wait before the
+// next one (wait when the poll is only deferred). A poll the server had no
+// connection slot for (postgres.NoHeadroom: the budget's back-off, or a
+// 53300 met by a dial inside one of the poll's queries) is deferred to the
+// next interval quietly: the server's budget logged its back-off once and
+// resumes by itself.
+func (p *poller) failed(err error, wait time.Duration) time.Duration {
+	p.failures++
+	if postgres.NoHeadroom(err) {
+		p.log.Debug("poll deferred", "error", err.Error(), "failures", p.failures)
+		return wait
+	}
+	wait = backoff(p.settings.Interval, p.failures)
+	p.log.Warn("poll failed", "error", err.Error(), "failures", p.failures, "retry_in", wait.String())
+	return wait
+}
+
 // backoff is the wait after the n-th consecutive failure: the interval,
 // doubled per further failure, capped at max(interval, maxBackoff).
 func backoff(interval time.Duration, n int) time.Duration {
@@ -133,13 +152,15 @@ type polled struct {
 	At         time.Time
 	QueryStats int
 	TableStats int
+	// Running is the number of events of long-running statements.
+	Running int
 	// DBTime is the time spent waiting on the target's statistics queries.
 	DBTime time.Duration
 }
 
 // poll reads and publishes one round of statistics of the target. The
-// statement and table parts are independent: one failing does not keep the
-// other from being published.
+// statement, table and running-statement parts are independent: one
+// failing does not keep the others from being published.
 func (p *poller) poll(ctx context.Context) (polled, error) {
 	pctx, cancel := context.WithTimeout(ctx, p.settings.QueryTimeout)
 	pool, version, err := p.conn.get(pctx)
@@ -149,10 +170,11 @@ func (p *poller) poll(ctx context.Context) (polled, error) {
 	}
 	// Microseconds: the precision of event id recipes and of PostgreSQL.
 	res := polled{At: p.d.Clock().UTC().Truncate(time.Microsecond)}
-	var errS, errT error
+	var errS, errT, errA error
 	res.QueryStats, errS = p.pollStatements(ctx, pool, res.At, &res.DBTime)
 	res.TableStats, errT = p.pollTables(ctx, pool, version, res.At, &res.DBTime)
-	return res, errors.Join(errS, errT)
+	res.Running, errA = p.pollActivity(ctx, pool, &res.DBTime)
+	return res, errors.Join(errS, errT, errA)
 }
 
 // timed runs fn and adds its duration to *total.
@@ -205,7 +227,7 @@ func (p *poller) pollStatements(ctx context.Context, pool *pgxpool.Pool, at time
 			if done[i] {
 				published++
 			} else {
-				next.Restore(prev, ev.QueryID)
+				next.Restore(prev, ev)
 			}
 		}
 		return published, fmt.Errorf("publish query statistics: %w", err)

@@ -2,10 +2,13 @@ package collector
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/indexpilot/indexpilot/events"
@@ -40,6 +43,11 @@ func runWorkload(t *testing.T, db *pgtest.Database, n int) {
 }
 
 func isWorkload(e *events.QueryStatObserved) bool { return e.Query == workloadSQL }
+
+// isWorkloadDelta keeps the workload's deltas, not its history window.
+func isWorkloadDelta(e *events.QueryStatObserved) bool {
+	return isWorkload(e) && !events.IsHistory(e.WindowSource)
+}
 
 func newTestPoller(t *testing.T, db *pgtest.Database) (*poller, *sink) {
 	t.Helper()
@@ -82,15 +90,20 @@ func TestPollPublishesDeltas(t *testing.T) {
 	require.True(t, orders.Indexes[0].Valid)
 
 	const n, m = 5, 3
+	before := s.polls("main")
 	runWorkload(t, db, n)
 	first := pollAndWait(t, p, s)
-	require.Empty(t, s.queryStats(isWorkload), "the first sight of a statement is a baseline")
+	got := s.queryStats(isWorkload)
+	require.Len(t, got, 1, "a statement first seen after the first poll counts in full: %+v", got)
+	require.Equal(t, int64(n), got[0].Calls)
+	require.Equal(t, before[len(before)-1], got[0].WindowStart, "its calls accrued since the previous poll")
+	require.Equal(t, events.WindowDelta, got[0].WindowSource)
 
 	runWorkload(t, db, m)
 	second := pollAndWait(t, p, s)
-	got := s.queryStats(isWorkload)
-	require.Len(t, got, 1, "one event for the statement after %d more calls: %+v", m, got)
-	ev := got[0]
+	got = s.queryStats(isWorkload)
+	require.Len(t, got, 2, "one event for the statement after %d more calls: %+v", m, got)
+	ev := got[1]
 	require.Equal(t, int64(m), ev.Calls)
 	require.Equal(t, int64(m), ev.Rows)
 	require.Equal(t, "main", ev.Target)
@@ -104,7 +117,7 @@ func TestPollPublishesDeltas(t *testing.T) {
 	// The same poll again with no new workload publishes no query statistics.
 	third := pollAndWait(t, p, s)
 	require.Zero(t, third.QueryStats)
-	require.Len(t, s.queryStats(isWorkload), 1)
+	require.Len(t, s.queryStats(isWorkload), 2)
 
 	for _, e := range s.queryStats(nil) {
 		require.NotContains(t, e.Query, postgres.MarkerPrefix, "the collector's own statement was published: %+v", e)
@@ -121,6 +134,7 @@ func TestPollEvictedEntryIsRebaselined(t *testing.T) {
 
 	runWorkload(t, db, 5)
 	pollAndWait(t, p, s)
+	require.Empty(t, s.queryStats(isWorkloadDelta), "the first poll publishes the history only")
 
 	// Drop just this entry, as an eviction would, and let it come back with
 	// fewer calls than before.
@@ -130,12 +144,12 @@ func TestPollEvictedEntryIsRebaselined(t *testing.T) {
 	require.NoError(t, err)
 	runWorkload(t, db, 2)
 	res := pollAndWait(t, p, s)
-	require.Empty(t, s.queryStats(isWorkload), "an entry whose calls went down must be re-baselined, not reported")
-	require.Zero(t, res.QueryStats)
+	require.Empty(t, s.queryStats(isWorkloadDelta), "an entry whose calls went down must be re-baselined, not reported")
+	require.Positive(t, res.TableStats)
 
 	runWorkload(t, db, 4)
 	pollAndWait(t, p, s)
-	got := s.queryStats(isWorkload)
+	got := s.queryStats(isWorkloadDelta)
 	require.Len(t, got, 1)
 	require.Equal(t, int64(4), got[0].Calls)
 }
@@ -164,14 +178,18 @@ func TestPollWithoutPgStatStatements(t *testing.T) {
 	require.Contains(t, logs.String(), `"target":"main"`)
 	require.Empty(t, s.queryStats(nil))
 
-	// Installing it later starts a fresh baseline, then deltas.
+	// Installing it later publishes the history the server kept (its
+	// library was loaded all along), then deltas.
 	db.Exec(t, "create extension pg_stat_statements")
 	runWorkload(t, db, 2)
 	pollAndWait(t, p, s)
-	require.Empty(t, s.queryStats(isWorkload))
+	hist := s.queryStats(isWorkload)
+	require.Len(t, hist, 1)
+	require.Equal(t, events.WindowHistoryStatsReset, hist[0].WindowSource)
+	require.Equal(t, int64(3*2+2), hist[0].Calls, "every call the server counted is in the history")
 	runWorkload(t, db, 3)
 	pollAndWait(t, p, s)
-	got := s.queryStats(isWorkload)
+	got := s.queryStats(isWorkloadDelta)
 	require.Len(t, got, 1)
 	require.Equal(t, int64(3), got[0].Calls)
 	require.False(t, strings.Contains(logs.String(), db.URL), "logs must not carry the DSN")
@@ -188,6 +206,43 @@ func TestBackoff(t *testing.T) {
 	require.Equal(t, time.Hour, backoff(time.Hour, 5), "an interval above the cap is kept")
 }
 
+// A poll whose query had to dial and was refused with
+// too_many_connections (53300) gets pgx's bare server error, not the
+// budget's ErrNoHeadroom (pkg/postgres shows a pool's query getting it).
+// The server's budget has logged its back-off: the poll is deferred to
+// the next interval at debug level, with no "poll failed" warning of its
+// own. Here the refusal is the server's own answer to a role over its
+// CONNECTION LIMIT.
+func TestPollRefusedWithTooManyConnectionsIsDeferredQuietly(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDatabase(t)
+	role := pgtest.RoleName(t, db, "ipt_poll_")
+	db.Exec(t, "create role "+postgres.Ident(role)+" login connection limit 1")
+	roleURL := db.URLAs(t, role)
+	ctx := context.Background()
+	held, err := pgx.Connect(ctx, roleURL)
+	require.NoError(t, err)
+	defer held.Close(ctx)
+	_, refused := pgx.Connect(ctx, roleURL)
+	require.Equal(t, postgres.TooManyConnections, postgres.SQLState(refused), "the server's refusal: %v", refused)
+
+	logs := &logtest.Buffer{}
+	d := deps(t, []config.Target{{Name: "main", DSN: roleURL}}, time.Minute, nil)
+	p := newPoller(d, "main", d.Config.Collector)
+	p.log = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// As poll returns it: the parts' errors joined.
+	wait := p.failed(errors.Join(refused, nil, nil), time.Minute)
+	require.Equal(t, time.Minute, wait, "a deferred poll waits for the next interval, not a failure back-off")
+	require.Equal(t, 1, p.failures)
+	require.Zero(t, logs.Count("poll failed"), "a refusal for lack of slots was logged as a failed poll:\n%s", logs)
+	require.Equal(t, 1, logs.Count("poll deferred"), "%s", logs)
+
+	// Any other error is still a failed poll, with its back-off.
+	wait = p.failed(errors.New("read tables: boom"), time.Minute)
+	require.Equal(t, backoff(time.Minute, 2), wait)
+	require.Equal(t, 1, logs.Count("poll failed"), "%s", logs)
+}
+
 func TestPollDatabaseResetIsRebaselined(t *testing.T) {
 	t.Parallel()
 	db := pgtest.NewDatabase(t)
@@ -200,7 +255,7 @@ func TestPollDatabaseResetIsRebaselined(t *testing.T) {
 	pollAndWait(t, p, s)
 	runWorkload(t, db, 3)
 	pollAndWait(t, p, s)
-	require.Len(t, s.queryStats(isWorkload), 1)
+	require.Len(t, s.queryStats(isWorkloadDelta), 1)
 
 	// Reset every entry of this database only (never the whole server:
 	// other tests share it): everything restarts from zero.
@@ -208,12 +263,12 @@ func TestPollDatabaseResetIsRebaselined(t *testing.T) {
 	require.NoError(t, err)
 	runWorkload(t, db, 2)
 	res := pollAndWait(t, p, s)
-	require.Zero(t, res.QueryStats, "after a reset the statement is a baseline: no negative or partial delta")
-	require.Len(t, s.queryStats(isWorkload), 1)
+	require.Len(t, s.queryStats(isWorkloadDelta), 1, "after a reset the statement is a baseline: no negative or partial delta")
+	require.Positive(t, res.TableStats)
 
 	runWorkload(t, db, 5)
 	pollAndWait(t, p, s)
-	got := s.queryStats(isWorkload)
+	got := s.queryStats(isWorkloadDelta)
 	require.Len(t, got, 2)
 	require.Equal(t, int64(5), got[1].Calls, "the first delta after the reset counts only the new calls")
 	for _, e := range got {

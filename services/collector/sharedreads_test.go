@@ -24,10 +24,14 @@ func TestSharedReadsServeTwoDatabases(t *testing.T) {
 	b.RequireExtension(t, "pg_stat_statements")
 	a.Exec(t, "create table a_only (id int)")
 	b.Exec(t, "create table b_only (id int)")
-	_, err := a.Pool.Exec(ctx, "select id from a_only where id = $1", 1)
-	require.NoError(t, err)
-	_, err = b.Pool.Exec(ctx, "select id from b_only where id = $1", 1)
-	require.NoError(t, err)
+	// Several calls each: the server's pg_stat_statements is shared with
+	// other tests and, when full, evicts its least-used entries first.
+	for i := range 20 {
+		_, err := a.Pool.Exec(ctx, "select id from a_only where id = $1", i)
+		require.NoError(t, err)
+		_, err = b.Pool.Exec(ctx, "select id from b_only where id = $1", i)
+		require.NoError(t, err)
+	}
 
 	srcA, err := pgstat.ProbeStatements(ctx, a.Pool)
 	require.NoError(t, err)

@@ -106,7 +106,7 @@ func (s *supervisor) startWorker(ctx context.Context, t config.Target, settings 
 	wctx, cancel := context.WithCancel(ctx)
 	w := &worker{target: t, settings: settings, cancel: cancel, done: make(chan struct{})}
 	s.workers[t.Name] = w
-	conn := &targetConn{target: t, stage: Name}
+	conn := &targetConn{target: t, stage: Name, log: s.log.With("target", t.Name)}
 	p := newPoller(s.d, t.Name, settings)
 	p.log = s.log.With("target", t.Name)
 	p.conn = conn

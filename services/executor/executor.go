@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/indexpilot/indexpilot/events"
 	"github.com/indexpilot/indexpilot/pkg/bus"
@@ -35,6 +36,7 @@ import (
 	"github.com/indexpilot/indexpilot/pkg/metadata"
 	"github.com/indexpilot/indexpilot/pkg/postgres"
 	"github.com/indexpilot/indexpilot/pkg/stage"
+	"github.com/indexpilot/indexpilot/pkg/telemetry"
 )
 
 // Name is the stage name: the producer of its events, the marker of its
@@ -150,6 +152,9 @@ type executor struct {
 
 	stopper Stopper
 	cpu     CPUSource
+	// health records each pass of the claim loop and each build settled
+	// in indexpilot.stage_health.
+	health *metadata.StageHealth
 
 	mu       sync.Mutex
 	inFlight map[string]bool
@@ -164,6 +169,10 @@ type executor struct {
 	// that one relay only).
 	relaying     atomic.Bool
 	outboxPruned time.Time
+	// recovering makes sure one pass over approvals without a build runs
+	// at a time; recoveredAt is when it last ran (used by that pass only).
+	recovering  atomic.Bool
+	recoveredAt time.Time
 }
 
 // background runs fn in a goroutine unless the previous run of fn (flagged
@@ -226,6 +235,7 @@ func newExecutor(d stage.Deps, opts Options) (*executor, error) {
 		progress: map[string]Progress{},
 		stopper:  opts.Stopper,
 		cpu:      opts.CPU,
+		health:   metadata.NewStageHealth(d.Control, d.Logger, Name),
 	}, nil
 }
 
@@ -269,39 +279,8 @@ func (x *executor) handleDecision(ctx context.Context, env events.Envelope, p ev
 			return nil, bus.Permanent(fmt.Errorf("handle decision %s: missing target, recommendation or candidate id", env.ID))
 		}
 	}
-	queued := false
-	err := pgx.BeginFunc(ctx, x.d.Control, func(tx pgx.Tx) error {
-		first, err := metadata.MarkProcessed(ctx, tx, x.consumer, env.ID)
-		if err != nil {
-			return err
-		}
-		if !first {
-			x.log.DebugContext(ctx, "decision already processed", "event_id", env.ID)
-			return nil
-		}
-		if !approved {
-			return nil
-		}
-		queryIDs := dec.QueryIDs
-		if queryIDs == nil {
-			queryIDs = []string{}
-		}
-		tag, err := tx.Exec(ctx, marker+`insert into indexpilot.builds
-  (recommendation_id, target, index_spec, index_name, decision_event_id, candidate_id, query_ids)
-values ($1, $2, $3, $4, $5, $6, $7)
-on conflict (recommendation_id) do nothing`,
-			dec.RecommendationID, dec.Target, dec.Index, indexdef.Name(dec.Index), env.ID, dec.CandidateID, queryIDs)
-		if err != nil {
-			return err
-		}
-		queued = tag.RowsAffected() == 1
-		return nil
-	})
+	queued, err := x.queue(ctx, dec, env.ID, false)
 	if err != nil {
-		err = fmt.Errorf("record build of decision %s: %w", env.ID, err)
-		if postgres.Classify(err) == postgres.Permanent {
-			return nil, bus.Permanent(err)
-		}
 		return nil, err
 	}
 	if queued {
@@ -312,34 +291,100 @@ on conflict (recommendation_id) do nothing`,
 	return nil, nil
 }
 
+// queue records decision eventID (dec) as processed and, if it approves,
+// as a pending build, in one transaction; it reports whether a build was
+// queued. A decision already processed, or a recommendation that already
+// has its build, is a no-op. recovered marks a decision the executor
+// rebuilt from an approved recommendation (recover.go): it is logged in
+// mutation_log as queued without its event.
+func (x *executor) queue(ctx context.Context, dec *events.IndexDecisionMade, eventID string, recovered bool) (bool, error) {
+	queued := false
+	err := pgx.BeginFunc(ctx, x.d.Control, func(tx pgx.Tx) error {
+		queued = false
+		first, err := metadata.MarkProcessed(ctx, tx, x.consumer, eventID)
+		if err != nil {
+			return err
+		}
+		if !first {
+			x.log.DebugContext(ctx, "decision already processed", "event_id", eventID)
+			return nil
+		}
+		if dec.Verdict != events.VerdictApproved {
+			return nil
+		}
+		queryIDs := dec.QueryIDs
+		if queryIDs == nil {
+			queryIDs = []string{}
+		}
+		tag, err := tx.Exec(ctx, marker+`insert into indexpilot.builds
+  (recommendation_id, target, index_spec, index_name, decision_event_id, candidate_id, query_ids, trace_parent)
+values ($1, $2, $3, $4, $5, $6, $7, nullif($8, ''))
+on conflict (recommendation_id) do nothing`,
+			dec.RecommendationID, dec.Target, dec.Index, indexdef.Name(dec.Index), eventID, dec.CandidateID, queryIDs,
+			telemetry.TraceParent(trace.SpanContextFromContext(ctx)))
+		if err != nil {
+			return err
+		}
+		queued = tag.RowsAffected() == 1
+		if !queued || !recovered {
+			return nil
+		}
+		_, err = metadata.AppendLog(ctx, tx, metadata.Entry{
+			Stage: Name, Action: "build", Outcome: OutcomeQueued, Target: dec.Target,
+			Schema: dec.Index.Schema, Table: dec.Index.Table, Fields: dec.Index.Columns,
+			IndexName: indexdef.Name(dec.Index), Reason: ReasonDecisionEventMissing,
+			Evidence: evidence{ExecutorID: x.id, QueryIDs: queryIDs},
+			EventID:  eventID, CandidateID: dec.CandidateID, RecommendationID: dec.RecommendationID,
+		})
+		return err
+	})
+	if err != nil {
+		err = fmt.Errorf("record build of decision %s: %w", eventID, err)
+		if postgres.Classify(err) == postgres.Permanent {
+			return false, bus.Permanent(err)
+		}
+		return false, err
+	}
+	return queued, nil
+}
+
 // reconcile claims and runs builds until ctx is done, then waits for the
 // in-flight ones to settle.
 func (x *executor) reconcile(ctx context.Context) {
 	ticker := time.NewTicker(x.cfg.PollInterval)
 	defer ticker.Stop()
 	for {
-		x.claimAll(ctx)
+		changed := x.stopChanged()
+		if err := x.claimAll(ctx); ctx.Err() == nil {
+			x.health.Beat(ctx, "", x.d.Clock(), x.cfg.PollInterval, nil, err)
+		}
 		x.background(ctx, &x.validating, x.validateDue)
 		x.background(ctx, &x.removing, x.removeDue)
 		x.background(ctx, &x.relaying, x.relayOutbox)
+		x.background(ctx, &x.recovering, x.recoverDue)
 		select {
 		case <-ctx.Done():
 			x.wg.Wait()
 			return
 		case <-ticker.C:
 		case <-x.wake:
+		case <-changed: // a resume starts pending work at once
 		}
 	}
 }
 
 // claimAll starts a build for every claimable row whose target has no
-// build of this process in flight.
-func (x *executor) claimAll(ctx context.Context) {
+// build of this process in flight. Its error is the claim's, if one
+// failed.
+func (x *executor) claimAll(ctx context.Context) error {
 	if stop, why := x.stopper.Stopped(); stop {
 		x.log.Debug("emergency stop: claiming nothing", "reason", why)
-		return
+		return nil
 	}
 	for ctx.Err() == nil {
+		if stop, _ := x.stopper.Stopped(); stop {
+			return nil
+		}
 		x.mu.Lock()
 		busy := make([]string, 0, len(x.inFlight))
 		for t := range x.inFlight {
@@ -351,10 +396,10 @@ func (x *executor) claimAll(ctx context.Context) {
 			if ctx.Err() == nil {
 				x.log.Warn("claim build", "error", postgres.Describe(err))
 			}
-			return
+			return fmt.Errorf("claim build: %s", postgres.Describe(err))
 		}
 		if j == nil {
-			return
+			return nil
 		}
 		if j.skip {
 			continue
@@ -372,4 +417,5 @@ func (x *executor) claimAll(ctx context.Context) {
 			x.poke()
 		}()
 	}
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/indexpilot/indexpilot/events"
 	"github.com/indexpilot/indexpilot/pkg/metadata"
 	"github.com/indexpilot/indexpilot/pkg/postgres"
+	"github.com/indexpilot/indexpilot/pkg/removal"
 	"github.com/indexpilot/indexpilot/pkg/stage"
 	"github.com/indexpilot/indexpilot/services/executor/internal/build"
 )
@@ -19,7 +20,15 @@ import (
 const (
 	OutcomeDropped     = "dropped"
 	OutcomeAlreadyGone = "already_gone"
+	// OutcomeSuperseded is a removal whose reason no longer held when it
+	// was re-checked right before the DROP: nothing was dropped.
+	OutcomeSuperseded = "superseded"
 )
+
+// staleError stops a drop whose reason no longer holds.
+type staleError struct{ why string }
+
+func (e *staleError) Error() string { return "removal no longer holds: " + e.why }
 
 // errEmergencyStop is the cause of a drop cancelled by the emergency stop.
 var errEmergencyStop = errors.New("cancelled by the emergency stop")
@@ -28,6 +37,9 @@ var errEmergencyStop = errors.New("cancelled by the emergency stop")
 type rjob struct {
 	id, target, schema, indexName, reason, recID string
 	attempt                                      int
+	// proposal is the gatekeeper's record of what the removal rests on;
+	// nil when the row has none.
+	proposal *events.IndexRemovalProposed
 }
 
 // claimRemoval takes one approved removal that is due.
@@ -36,13 +48,14 @@ func (x *executor) claimRemoval(ctx context.Context) (*rjob, error) {
 	err := pgx.BeginFunc(ctx, x.d.Control, func(tx pgx.Tx) error {
 		r = nil
 		var c rjob
-		err := tx.QueryRow(ctx, marker+`select id::text, target, schema_name, index_name, reason,
-       coalesce(recommendation_id::text, ''), attempts
-  from indexpilot.removals
- where (state = 'pending' and not_before <= now()) or (state = 'running' and lease_until < now())
- order by not_before
+		err := tx.QueryRow(ctx, marker+`select r.id::text, r.target, r.schema_name, r.index_name, r.reason,
+       coalesce(r.recommendation_id::text, ''), r.attempts, p.proposal
+  from indexpilot.removals r
+  left join indexpilot.removal_proposals p on p.id = r.id
+ where (r.state = 'pending' and r.not_before <= now()) or (r.state = 'running' and r.lease_until < now())
+ order by r.not_before
  limit 1
- for update skip locked`).Scan(&c.id, &c.target, &c.schema, &c.indexName, &c.reason, &c.recID, &c.attempt)
+ for update of r skip locked`).Scan(&c.id, &c.target, &c.schema, &c.indexName, &c.reason, &c.recID, &c.attempt, &c.proposal)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
@@ -94,9 +107,12 @@ func drain[T any](ctx context.Context, x *executor, what string, claim func(cont
 	}
 }
 
-// remove drops one approved index concurrently. Its full definition is
-// written to the removals row before the DROP runs, so that it is never
-// lost even if the executor dies right after.
+// remove drops one approved index concurrently. Right before the DROP,
+// under the table's build lock, the removal is re-checked against the
+// catalog (removal.Recheck): if its reason no longer holds, nothing is
+// dropped and the removal and its proposal are superseded with the reason
+// why. Its full definition is written to the removals row before the DROP
+// runs, so that it is never lost even if the executor dies right after.
 func (x *executor) remove(ctx context.Context, r *rjob) error {
 	log := x.log.With("target", r.target, "removal_id", r.id, "index", r.indexName)
 	pool, err := x.d.Targets.Pool(ctx, r.target)
@@ -107,7 +123,20 @@ func (x *executor) remove(ctx context.Context, r *rjob) error {
 			Options:         build.Options{LockTimeout: x.cfg.LockTimeout, StatementTimeout: x.cfg.StatementTimeout},
 			RefuseProtected: true,
 			BeforeDrop: func(ctx context.Context, table, def string) error {
-				_, err := x.d.Control.Exec(ctx, marker+`update indexpilot.removals
+				// Under the table's build lock, right before the DROP: does
+				// the reason still hold?
+				res, err := removal.Recheck(ctx, pool, x.d.Control, r.recheckProposal(table))
+				switch {
+				case err != nil:
+					return err
+				case res.Building != "":
+					// Not now: retried later, and re-checked again then.
+					return &build.Error{Op: "re-check removal", Class: postgres.Transient, Busy: true,
+						Err: fmt.Errorf("%s: %w", res.Building, build.ErrBusy)}
+				case res.Stale != "":
+					return &staleError{why: res.Stale}
+				}
+				_, err = x.d.Control.Exec(ctx, marker+`update indexpilot.removals
    set definition = $3, table_name = $4, updated_at = now() where id = $1 and claimed_by = $2`, r.id, x.id, def, table)
 				return err
 			},
@@ -125,6 +154,11 @@ func (x *executor) remove(ctx context.Context, r *rjob) error {
 	var be *build.Error
 	var lastError, sqlstate any
 	refund := 0
+	var stale *staleError
+	if errors.As(err, &stale) {
+		state, outcome, reason, err = "superseded", OutcomeSuperseded, stale.why, nil
+		lastError = stale.why
+	}
 	if err != nil {
 		if !errors.As(err, &be) {
 			be = &build.Error{Op: "remove", Class: postgres.Classify(err), SQLState: postgres.SQLState(err), Err: err}
@@ -146,7 +180,7 @@ func (x *executor) remove(ctx context.Context, r *rjob) error {
 		default:
 			state, outcome, reason, retryIn = "pending", OutcomeRetry, "transient error", x.backoff(r.attempt)
 		}
-	} else if !res.Existed {
+	} else if !res.Existed && outcome == OutcomeDropped {
 		outcome = OutcomeAlreadyGone
 	}
 	var out *metadata.Outboxed
@@ -169,10 +203,26 @@ func (x *executor) remove(ctx context.Context, r *rjob) error {
 		if be != nil {
 			ev["error"], ev["sqlstate"], ev["permanent"] = be.Error(), be.SQLState, be.Permanent()
 		}
+		if outcome == OutcomeSuperseded {
+			if _, err := tx.Exec(sctx, marker+`update indexpilot.removal_proposals
+   set state = 'superseded', reason = $2, detail = $3, updated_at = now() where id = $1`,
+				r.id, string(events.ReasonSuperseded), reason); err != nil {
+				return err
+			}
+		}
 		if _, err := metadata.AppendLog(sctx, tx, metadata.Entry{Stage: Name, Action: "remove", Outcome: outcome,
 			Target: r.target, Schema: r.schema, Table: table, IndexName: r.indexName, DDL: res.DDL, Reason: reason,
 			Evidence: ev, RecommendationID: r.recID}); err != nil {
 			return err
+		}
+		if (outcome == OutcomeDropped || outcome == OutcomeAlreadyGone) && r.recID != "" {
+			// The index IndexPilot built is gone: its recommendation says
+			// so instead of staying applied.
+			if _, err := tx.Exec(sctx, marker+`update indexpilot.recommendations
+   set state = 'removed', reason = $2, detail = $3, updated_at = now() where id = $1 and state = 'applied'`,
+				r.recID, r.reason, "dropped by removal "+r.id+" ("+r.reason+")"); err != nil {
+				return err
+			}
 		}
 		if outcome != OutcomeDropped {
 			return nil
@@ -193,4 +243,14 @@ func (x *executor) remove(ctx context.Context, r *rjob) error {
 		x.publish(sctx, *out)
 	}
 	return nil
+}
+
+// recheckProposal is what the re-check before the DROP asks about: the
+// gatekeeper's proposal, or, for a row without one, the index itself (it
+// exists, unchanged, and no build is creating it).
+func (r *rjob) recheckProposal(table string) *events.IndexRemovalProposed {
+	if r.proposal != nil {
+		return r.proposal
+	}
+	return &events.IndexRemovalProposed{Target: r.target, Schema: r.schema, Table: table, IndexName: r.indexName}
 }

@@ -121,6 +121,13 @@ func Restore(ctx context.Context, control *pgxpool.Pool, targets *stage.Targets,
  where id = $1`, res.RemovalID); err != nil {
 			return err
 		}
+		// A removed IndexPilot index is applied again.
+		if _, err := tx.Exec(ctx, marker+`update indexpilot.recommendations r
+   set state = 'applied', reason = 'restored', detail = 'indexpilot restore ' || d.id::text, updated_at = now()
+  from indexpilot.removals d
+ where d.id = $1 and r.id = d.recommendation_id and r.state = 'removed'`, res.RemovalID); err != nil {
+			return err
+		}
 		_, err := metadata.AppendLog(ctx, tx, metadata.Entry{Stage: "cli", Action: "restore", Outcome: "restored",
 			Target: res.Target, Schema: schema, Table: table, IndexName: res.IndexName, DDL: res.DDL,
 			Reason: "indexpilot restore", Evidence: map[string]any{"removal_id": res.RemovalID, "definition": def,

@@ -286,7 +286,8 @@ func TestEmergencyStopCancelsInFlightBuildAndClaimsNothing(t *testing.T) {
 	}, wait, tick)
 	exists, _ := e.ourIndex(s)
 	require.False(t, exists, "the stopped build's leftover must be dropped")
-	require.Equal(t, "pending", e.scalar("select state from indexpilot.builds where recommendation_id = $1", dec.RecommendationID))
+	require.Equal(t, "stopped", e.scalar("select state from indexpilot.builds where recommendation_id = $1", dec.RecommendationID))
+	require.Equal(t, "emergency stop: operator", e.scalar("select last_error from indexpilot.builds where recommendation_id = $1", dec.RecommendationID))
 	require.Equal(t, "approved", e.recState(dec.RecommendationID))
 
 	// While stopped, nothing is claimed even though the build is due.
@@ -294,10 +295,10 @@ func TestEmergencyStopCancelsInFlightBuildAndClaimsNothing(t *testing.T) {
 	other := e.approve(spec("tenant_id"), events.VerdictApproved)
 	require.NoError(t, run.bus.Publish(ctx, "gatekeeper", "", other))
 	require.Eventually(t, func() bool {
-		return e.count("select count(*) from indexpilot.builds where state = 'pending' and not_before <= now()") == 2
+		return e.count("select count(*) from indexpilot.builds where state in ('pending','stopped') and not_before <= now()") == 2
 	}, wait, tick)
 	require.Never(t, func() bool {
-		return e.count("select count(*) from indexpilot.builds where state <> 'pending'") > 0
+		return e.count("select count(*) from indexpilot.builds where state not in ('pending','stopped')") > 0
 	}, 500*time.Millisecond, tick)
 
 	stopped.Store(false)

@@ -7,10 +7,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/indexpilot/indexpilot/events"
 	"github.com/indexpilot/indexpilot/pkg/metadata"
 	"github.com/indexpilot/indexpilot/pkg/postgres"
+	"github.com/indexpilot/indexpilot/pkg/telemetry"
 	"github.com/indexpilot/indexpilot/services/executor/internal/build"
 	"github.com/indexpilot/indexpilot/services/executor/internal/validate"
 )
@@ -22,6 +24,8 @@ type vjob struct {
 	queryIDs                                          []string
 	started, built, now                               time.Time
 	candidateID                                       string
+	// traceParent is the span of the build attempt that made the index.
+	traceParent string
 }
 
 // ValidationEvidence is the evidence of a validation in validations.evidence
@@ -55,14 +59,16 @@ func (x *executor) queueValidation(ctx context.Context, tx pgx.Tx, j *job, o out
 		return nil
 	}
 	_, err := tx.Exec(ctx, marker+`insert into indexpilot.validations
-  (recommendation_id, target, schema_name, table_name, index_name, index_key, query_ids, build_started_at, built_at, not_before)
-values ($1, $2, $3, $4, $5, $6, $7, now() - make_interval(secs => $8), now(), now() + make_interval(secs => $9))
+  (recommendation_id, target, schema_name, table_name, index_name, index_key, query_ids, build_started_at, built_at, not_before,
+   trace_parent)
+values ($1, $2, $3, $4, $5, $6, $7, now() - make_interval(secs => $8), now(), now() + make_interval(secs => $9), nullif($10, ''))
 on conflict (recommendation_id) do update
    set index_name = excluded.index_name, query_ids = excluded.query_ids, build_started_at = excluded.build_started_at,
+       trace_parent = excluded.trace_parent,
        built_at = excluded.built_at, not_before = excluded.not_before, state = 'pending', verdict = null,
        reverted = false, claimed_by = null, lease_until = null, evidence = '{}', updated_at = now()`,
 		j.recID, j.target, j.spec.Schema, j.spec.Table, o.res.Name, j.spec.Key(), j.queryIDs,
-		o.res.Duration.Seconds(), x.cfg.Validation.MinWait.Seconds())
+		o.res.Duration.Seconds(), x.cfg.Validation.MinWait.Seconds(), telemetry.TraceParent(j.span))
 	return err
 }
 
@@ -73,13 +79,14 @@ func (x *executor) claimValidation(ctx context.Context) (*vjob, error) {
 		v = nil
 		var c vjob
 		err := tx.QueryRow(ctx, marker+`select v.recommendation_id::text, v.target, v.schema_name, v.table_name, v.index_name,
-       v.index_key, v.query_ids, v.build_started_at, v.built_at, now(), r.index_spec, r.candidate_id::text
+       v.index_key, v.query_ids, v.build_started_at, v.built_at, now(), r.index_spec, r.candidate_id::text,
+       coalesce(v.trace_parent, '')
   from indexpilot.validations v join indexpilot.recommendations r on r.id = v.recommendation_id
  where ((v.state = 'pending' and v.not_before <= now()) or (v.state = 'running' and v.lease_until < now()))
  order by v.not_before
  limit 1
  for update of v skip locked`).Scan(&c.recID, &c.target, &c.schema, &c.table, &c.indexName, &c.indexKey, &c.queryIDs,
-			&c.started, &c.built, &c.now, &c.spec, &c.candidateID)
+			&c.started, &c.built, &c.now, &c.spec, &c.candidateID, &c.traceParent)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
@@ -177,6 +184,10 @@ func (x *executor) validate(ctx context.Context, v *vjob) error {
 	if err != nil {
 		return x.requeueValidation(ctx, v, x.backoff(1), err)
 	}
+	// The span starts once the validation gives its verdict: the checks
+	// that only wait for calls make none.
+	ctx, span := x.validationSpan(ctx, v)
+	defer span.End()
 	for i := range stmts {
 		text := texts[stmts[i].QueryID]
 		if text == "" {
@@ -272,6 +283,8 @@ on conflict (target, query_fingerprint, index_key) do update
 	if err != nil {
 		return fmt.Errorf("settle validation %s: %w", v.recID, err)
 	}
+	span.SetAttributes(attribute.String(telemetry.AttrOutcome, r.Verdict), attribute.Float64("indexpilot.change_pct", r.ChangePct),
+		attribute.Bool("indexpilot.reverted", ev.Reverted))
 	log.Info("index validated", "verdict", r.Verdict, "change_pct", r.ChangePct, "reverted", ev.Reverted, "reason", r.Reason)
 	x.publish(sctx, *out)
 	return nil

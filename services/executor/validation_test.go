@@ -152,9 +152,13 @@ func TestApprovedRemovalDropsConcurrentlyAndRestoreRecreates(t *testing.T) {
 	e.db.Exec(t, def)
 	id := events.RemovalID("main", "public", "contacts_email_idx", def)
 	pk := events.RemovalID("main", "public", "contacts_pkey", "")
+	// The index is one IndexPilot built: its recommendation is applied.
+	rec := e.approve(events.IndexSpec{Schema: "public", Table: "contacts", Method: "btree", Columns: []string{"email"}}, events.VerdictApproved).RecommendationID
+	_, err := e.db.Pool.Exec(ctx, `update indexpilot.recommendations set state = 'applied', index_name = 'contacts_email_idx' where id = $1`, rec)
+	require.NoError(t, err)
 	for _, r := range [][2]string{{id, "contacts_email_idx"}, {pk, "contacts_pkey"}} {
-		_, err := e.db.Pool.Exec(ctx, `insert into indexpilot.removals (id, target, schema_name, index_name, reason)
-values ($1, 'main', 'public', $2, 'unused')`, r[0], r[1])
+		_, err := e.db.Pool.Exec(ctx, `insert into indexpilot.removals (id, target, schema_name, index_name, reason, recommendation_id)
+values ($1, 'main', 'public', $2, 'unused', (select id from indexpilot.recommendations where index_name = $2))`, r[0], r[1])
 		require.NoError(t, err)
 	}
 
@@ -166,6 +170,8 @@ values ($1, 'main', 'public', $2, 'unused')`, r[0], r[1])
 	require.Equal(t, int64(0), e.count("select count(*) from pg_class where relname = 'contacts_email_idx'"))
 	require.Equal(t, int64(1), e.count("select count(*) from pg_class where relname = 'contacts_pkey'"), "a primary key is never removed")
 	require.Equal(t, def, e.scalar("select definition from indexpilot.removals where id = $1", id))
+	require.Equal(t, "removed", e.scalar("select state from indexpilot.recommendations where id = $1", rec),
+		"the recommendation of a dropped index stayed applied")
 	require.Equal(t, `DROP INDEX CONCURRENTLY IF EXISTS "public"."contacts_email_idx"`, e.scalar(`select ddl from indexpilot.mutation_log
  where action = 'remove' and outcome = 'dropped'`))
 	require.Eventually(t, func() bool { return len(run.received(events.TypeIndexRemovalCompleted)) == 1 }, wait, tick)
@@ -177,7 +183,7 @@ values ($1, 'main', 'public', $2, 'unused')`, r[0], r[1])
 	cfg := config.Default()
 	targets := stage.NewTargets([]config.Target{{Name: "main", DSN: e.db.URL}}, "cli")
 	defer targets.Close()
-	_, err := executor.Restore(ctx, e.db.Pool, targets, cfg.Executor, pk[:8])
+	_, err = executor.Restore(ctx, e.db.Pool, targets, cfg.Executor, pk[:8])
 	require.ErrorIs(t, err, executor.ErrNotRestorable, "a failed removal has nothing to restore")
 	res, err := executor.Restore(ctx, e.db.Pool, targets, cfg.Executor, id[:8])
 	require.NoError(t, err)
@@ -189,6 +195,7 @@ values ($1, 'main', 'public', $2, 'unused')`, r[0], r[1])
 	require.True(t, valid)
 	require.Equal(t, def, got)
 	require.Equal(t, "restored", e.scalar("select state from indexpilot.removals where id = $1", id))
+	require.Equal(t, "applied", e.scalar("select state from indexpilot.recommendations where id = $1", rec), "restored, it is applied again")
 	require.Equal(t, int64(1), e.count("select count(*) from indexpilot.mutation_log where action = 'restore'"))
 	_, err = executor.Restore(ctx, e.db.Pool, targets, cfg.Executor, id)
 	require.ErrorIs(t, err, executor.ErrNotRestorable, "restoring twice does nothing")

@@ -25,6 +25,23 @@ type Stopper interface {
 	Stopped() (bool, string)
 }
 
+// changeNotifier is what a Stopper may also offer: a channel closed at its
+// next change (the run-time bypass has it). With it the executor acts on
+// an emergency stop, or a resume, the moment it is known; without it, at
+// the next poll.
+type changeNotifier interface {
+	Changed() <-chan struct{}
+}
+
+// stopChanged returns the stopper's change channel, or nil (never ready)
+// when it has none.
+func (x *executor) stopChanged() <-chan struct{} {
+	if n, ok := x.stopper.(changeNotifier); ok {
+		return n.Changed()
+	}
+	return nil
+}
+
 // NoStop is the Stopper that never stops.
 type NoStop struct{}
 
@@ -188,7 +205,10 @@ func (w *watcher) stopReason() (int, string) {
 	return w.reason, w.detail
 }
 
-// run samples every interval until ctx is done.
+// run samples every interval until ctx is done. The emergency stop is
+// checked at once, at every sample and whenever the stopper reports a
+// change, so that a stop cancels the build as soon as this process knows
+// of it.
 func (w *watcher) run(ctx context.Context) {
 	interval := min(w.x.cfg.CPU.Interval, time.Second)
 	if !w.x.cfg.CPU.Enabled {
@@ -198,17 +218,16 @@ func (w *watcher) run(ctx context.Context) {
 	defer t.Stop()
 	nextCPU := time.Now()
 	for {
+		changed := w.x.stopChanged()
+		if w.emergency() {
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-changed:
+			continue
 		case <-t.C:
-		}
-		if stop, why := w.x.stopper.Stopped(); stop {
-			w.mu.Lock()
-			w.reason, w.detail = stopEmergency, why
-			w.mu.Unlock()
-			w.cancel()
-			return
 		}
 		if w.x.cfg.CPU.Enabled && !time.Now().Before(nextCPU) {
 			nextCPU = time.Now().Add(w.x.cfg.CPU.Interval)
@@ -218,6 +237,24 @@ func (w *watcher) run(ctx context.Context) {
 		}
 		w.recordProgress(ctx)
 	}
+}
+
+// emergency cancels the build when the emergency stop is on, and reports
+// whether it did. Cancelling the build's context makes its connection send
+// the server a cancel request for the running CREATE INDEX (and stops a
+// build still connecting or waiting for its table lock); the build then
+// drops its INVALID leftover on the same session, which no late cancel
+// signal can reach any more.
+func (w *watcher) emergency() bool {
+	stop, why := w.x.stopper.Stopped()
+	if !stop {
+		return false
+	}
+	w.mu.Lock()
+	w.reason, w.detail = stopEmergency, why
+	w.mu.Unlock()
+	w.cancel()
+	return true
 }
 
 // sampleCPU takes one CPU sample and cancels the build on the server after
@@ -289,8 +326,8 @@ func (x *executor) clearProgress(recID string) {
 	delete(x.progress, recID)
 }
 
-// guard returns a context that is cancelled, within about a second, when
-// the emergency stop is set: an in-flight DROP INDEX of a revert or a
+// guard returns a context that is cancelled as soon as the emergency stop
+// is known (at the latest at the next poll, a second at most): an in-flight DROP INDEX of a revert or a
 // removal is then cancelled on the server, and retried after the stop.
 func (x *executor) guard(ctx context.Context) (context.Context, context.CancelFunc) {
 	gctx, cancel := context.WithCancel(ctx)
@@ -298,14 +335,16 @@ func (x *executor) guard(ctx context.Context) (context.Context, context.CancelFu
 		t := time.NewTicker(min(x.cfg.PollInterval, time.Second))
 		defer t.Stop()
 		for {
-			select {
-			case <-gctx.Done():
-				return
-			case <-t.C:
-			}
+			changed := x.stopChanged()
 			if stop, _ := x.stopper.Stopped(); stop {
 				cancel()
 				return
+			}
+			select {
+			case <-gctx.Done():
+				return
+			case <-changed:
+			case <-t.C:
 			}
 		}
 	}()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/indexpilot/indexpilot/events"
 	"github.com/indexpilot/indexpilot/pkg/indexdef"
@@ -29,9 +30,18 @@ const (
 	// stayed above the ceiling: cleaned up and re-queued for later.
 	OutcomeDeferred = "deferred"
 	// OutcomeStopped is a build cancelled by the emergency stop: cleaned up
-	// and back to pending.
+	// (its INVALID leftover dropped, or left for the next attempt to drop
+	// when that failed: evidence leftover_remains) and its row in state
+	// 'stopped' with the stop's reason, claimed again after the resume.
 	OutcomeStopped = "stopped"
+	// OutcomeQueued is a build the executor queued for an approved
+	// recommendation whose decision event never reached it (reason
+	// ReasonDecisionEventMissing; recover.go). Not an outcome of the build.
+	OutcomeQueued = "queued"
 )
+
+// ReasonDecisionEventMissing is the reason of OutcomeQueued.
+const ReasonDecisionEventMissing = "decision_event_missing"
 
 // maxBackoff caps the delay before a transient failure is retried.
 const maxBackoff = 10 * time.Minute
@@ -51,10 +61,16 @@ type job struct {
 	attempt                  int
 	takenOver                string // the previous holder of an expired lease
 	skip                     bool   // settled at claim time, nothing to build
+	// traceParent is the span that recorded the decision (traceparent;
+	// "" for a row older than it), which the build span continues.
+	traceParent string
+	// span is the build span of this attempt, whose context the
+	// validation keeps (queueValidation).
+	span trace.SpanContext
 }
 
-// claim takes one build that is due (pending and past not_before, or
-// running under an expired lease) on a target not in busy, leases it to
+// claim takes one build that is due (pending or stopped by an emergency
+// stop, and past not_before; or running under an expired lease) on a target not in busy, leases it to
 // this process and marks its recommendation building. A build whose
 // recommendation is no longer approved (rejected, superseded, ... since the
 // decision) is closed as skipped and returned with skip set.
@@ -66,16 +82,16 @@ func (x *executor) claim(ctx context.Context, busy []string) (*job, error) {
 		var state, holder, recState string
 		err := tx.QueryRow(ctx, marker+`select b.recommendation_id::text, b.target, b.index_spec, b.index_name,
        b.decision_event_id::text, b.candidate_id::text, b.query_ids, b.attempts, b.state,
-       coalesce(b.claimed_by, ''), r.state
+       coalesce(b.claimed_by, ''), r.state, coalesce(b.trace_parent, '')
   from indexpilot.builds b
   join indexpilot.recommendations r on r.id = b.recommendation_id
- where ((b.state = 'pending' and b.not_before <= now())
+ where ((b.state in ('pending','stopped') and b.not_before <= now())
      or (b.state = 'running' and b.lease_until < now()))
    and b.target <> all($1::text[])
  order by b.not_before, b.created_at
  limit 1
  for update of b skip locked`, busy).Scan(&c.recID, &c.target, &c.spec, &c.indexName, &c.decisionEventID,
-			&c.candidateID, &c.queryIDs, &c.attempt, &state, &holder, &recState)
+			&c.candidateID, &c.queryIDs, &c.attempt, &state, &holder, &recState, &c.traceParent)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
@@ -142,6 +158,8 @@ func (x *executor) process(ctx context.Context, j *job) {
 	// The build's log lines carry the correlation id its outcome is
 	// published with: the decision's event id.
 	ctx = telemetry.WithCorrelationID(ctx, j.decisionEventID)
+	ctx, span := x.buildSpan(ctx, j)
+	defer span.End()
 	if j.takenOver != "" {
 		log.InfoContext(ctx, "took over expired build lease", "previous_holder", j.takenOver)
 	}
@@ -176,8 +194,8 @@ func (x *executor) process(ctx context.Context, j *job) {
 			o = outcome{name: OutcomeDeferred, buildState: "pending", recState: "deferred", refund: true,
 				retryIn: x.cfg.CPU.DeferFor, reason: detail, err: o.err}
 		case stopEmergency:
-			o = outcome{name: OutcomeStopped, buildState: "pending", recState: "approved", refund: true,
-				retryIn: x.cfg.PollInterval, reason: "emergency stop: " + detail, err: o.err}
+			o = outcome{name: OutcomeStopped, buildState: "stopped", recState: "approved", refund: true,
+				reason: "emergency stop: " + detail, err: o.err}
 		}
 	}
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
@@ -185,9 +203,17 @@ func (x *executor) process(ctx context.Context, j *job) {
 	out, err := x.settle(sctx, j, o)
 	if err != nil {
 		log.ErrorContext(ctx, "record build outcome", "outcome", o.name, "error", postgres.Describe(err))
+		x.health.Beat(sctx, j.target, x.d.Clock(), x.cfg.PollInterval, nil,
+			fmt.Errorf("record build outcome of %s: %s", j.indexName, postgres.Describe(err)))
 		return
 	}
+	var failed error
+	if (o.name == OutcomeFailed || o.name == OutcomeRetry) && o.err != nil {
+		failed = fmt.Errorf("build %s: %w", j.indexName, o.err)
+	}
+	x.health.Beat(sctx, j.target, x.d.Clock(), x.cfg.PollInterval, nil, failed)
 	log.InfoContext(ctx, "build settled", "outcome", o.name, "reason", o.reason)
+	endBuildSpan(span, o)
 	if out != nil {
 		x.publish(sctx, *out)
 	}
@@ -344,6 +370,11 @@ func (x *executor) settle(ctx context.Context, j *job, o outcome) (*metadata.Out
 		ev.Permanent, ev.Busy, ev.LeftoverRemains = o.err.Permanent(), o.err.Busy, o.err.LeftoverRemains
 		ev.RetryInSeconds = o.retryIn.Seconds()
 		lastError = o.err.Error()
+		if o.name == OutcomeStopped {
+			// The row says why it stopped; the cancelled statement's
+			// error is in the mutation_log evidence.
+			lastError = o.reason
+		}
 		if o.err.SQLState != "" {
 			sqlstate = o.err.SQLState
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,6 +26,10 @@ type outcome struct {
 	reason  events.Reason
 	detail  string
 	retryAt time.Time
+	// passed names the rules the candidate passed before this outcome, in
+	// the order they ran (docs/gatekeeper.md); the one that decided is the
+	// reason's.
+	passed []string
 }
 
 // rec is the stored recommendation row the rules work on.
@@ -38,7 +43,8 @@ type rec struct {
 // open states are re-evaluated by a newer candidate.
 func reopenable(r *rec) bool {
 	switch r.state {
-	case StateProposed, StateDeferred, StateSuperseded:
+	case StateProposed, StateDeferred, StateSuperseded, StateHeld, StateRemoved:
+		// (removed: the workload may want the index again)
 		return true
 	case StateRejected:
 		// A rule's rejection may not hold for newer evidence; an operator's
@@ -82,9 +88,10 @@ func (g *Gatekeeper) decide(ctx context.Context, tx pgx.Tx, c *events.IndexCandi
 		}
 		if _, err := tx.Exec(ctx, marker+`update indexpilot.recommendations
    set candidate_id = $2, candidate_event_id = $3, formula_version = $4, max_improvement_pct = $5,
-       estimated_size_bytes = $6, evidence = $7, candidate_window_end = $8, updated_at = now()
+       estimated_size_bytes = $6, evidence = $7, candidate_window_end = $8, updated_at = now(),
+       trace_parent = coalesce(nullif($9, ''), trace_parent)
  where id = $1`, r.id, c.CandidateID, candEventID, c.FormulaVersion, c.MaxImprovementPct,
-			c.EstimatedSizeBytes, evidence, c.WindowEnd); err != nil {
+			c.EstimatedSizeBytes, evidence, c.WindowEnd, traceParent(ctx)); err != nil {
 			return nil, fmt.Errorf("refresh recommendation: %w", err)
 		}
 		r.candEventID = candEventID
@@ -93,9 +100,11 @@ func (g *Gatekeeper) decide(ctx context.Context, tx pgx.Tx, c *events.IndexCandi
 	if err != nil {
 		return nil, err
 	}
-	if r == nil && o.state == StateRejected {
-		// A candidate rejected on first sight makes no recommendation: the
-		// verdict and its typed reason go to mutation_log only.
+	if r == nil && o.state == StateRejected && c.RejectedReason == "" {
+		// A candidate a rule rejects on first sight makes no
+		// recommendation: the verdict and its typed reason go to
+		// mutation_log only. One the scorer rejected with its numbers is
+		// recorded, so it is listed next to the chosen ones.
 		return []*events.IndexDecisionMade{g.decision(c, candEventID, events.VerdictRejected, o.reason, o.detail)},
 			g.logRejection(ctx, tx, c, candEventID, o)
 	}
@@ -107,10 +116,12 @@ func (g *Gatekeeper) decide(ctx context.Context, tx pgx.Tx, c *events.IndexCandi
 		}
 		if _, err := tx.Exec(ctx, marker+`insert into indexpilot.recommendations
   (id, target, index_key, schema_name, table_name, index_spec, index_name, state, reason, detail,
-   candidate_id, candidate_event_id, formula_version, max_improvement_pct, estimated_size_bytes, evidence, candidate_window_end)
-values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+   candidate_id, candidate_event_id, formula_version, max_improvement_pct, estimated_size_bytes, evidence, candidate_window_end,
+   trace_parent)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, nullif($18, ''))`,
 			recID, c.Target, c.Index.Key(), c.Index.Schema, c.Index.Table, spec, indexdef.Name(c.Index), o.state, string(o.reason), o.detail,
-			c.CandidateID, candEventID, c.FormulaVersion, c.MaxImprovementPct, c.EstimatedSizeBytes, evidence, c.WindowEnd); err != nil {
+			c.CandidateID, candEventID, c.FormulaVersion, c.MaxImprovementPct, c.EstimatedSizeBytes, evidence, c.WindowEnd,
+			traceParent(ctx)); err != nil {
 			return nil, fmt.Errorf("insert recommendation: %w", err)
 		}
 		r = &rec{id: recID, candEventID: candEventID}
@@ -121,7 +132,7 @@ values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $
 		return nil, err
 	}
 	out := []*events.IndexDecisionMade{g.decision(c, candEventID, verdictOf(o.state), o.reason, o.detail)}
-	if o.state != StateRejected {
+	if o.state != StateRejected && o.state != StateHeld {
 		if err := g.supersede(ctx, tx, c, r.id); err != nil {
 			return nil, err
 		}
@@ -139,6 +150,9 @@ func (g *Gatekeeper) transition(ctx context.Context, tx pgx.Tx, c *events.IndexC
 		outcome = from + "->" + o.state
 	}
 	ev := map[string]any{"candidate": c, "detail": o.detail, "from": from, "to": o.state}
+	if o.passed != nil {
+		ev["rules_passed"] = o.passed
+	}
 	if !o.retryAt.IsZero() {
 		ev["retry_at"] = o.retryAt.UTC()
 	}
@@ -169,12 +183,14 @@ func (g *Gatekeeper) transition(ctx context.Context, tx pgx.Tx, c *events.IndexC
 	return nil
 }
 
-// supersede closes the open recommendations on the same table that the
-// newer candidate covers: same method and predicate, their columns a strict
-// left prefix of the candidate's.
+// supersede closes the open recommendations (proposed, deferred) on the
+// same table that the newer candidate makes redundant (indexdef.Supersedes):
+// their keys a strict left prefix of the candidate's with the same
+// predicate, or a partial index on the same leading keys whose predicate
+// column the workload updates, next to the full candidate.
 func (g *Gatekeeper) supersede(ctx context.Context, tx pgx.Tx, c *events.IndexCandidateScored, byID string) error {
 	rows, err := tx.Query(ctx, marker+`select id::text, index_spec, evidence from indexpilot.recommendations
- where target = $1 and schema_name = $2 and table_name = $3 and state in ('proposed','deferred') and id <> $4
+ where target = $1 and schema_name = $2 and table_name = $3 and state in ('proposed','deferred','held') and id <> $4
  for update`, c.Target, c.Index.Schema, c.Index.Table, byID)
 	if err != nil {
 		return fmt.Errorf("read open recommendations: %w", err)
@@ -192,30 +208,51 @@ func (g *Gatekeeper) supersede(ctx context.Context, tx pgx.Tx, c *events.IndexCa
 	if err != nil {
 		return fmt.Errorf("read open recommendations: %w", err)
 	}
+	updated := func(col string) bool { return slices.Contains(c.UpdatedColumns, col) }
 	for _, o := range olds {
-		if !covers(c.Index, o.spec) {
+		covers := indexdef.Supersedes(c.Index, o.spec, updated)
+		if !covers && !servesAsWell(c, &o.cand) {
 			continue
 		}
 		r, err := readRec(ctx, tx, "id = $1", o.id)
 		if err != nil || r == nil {
 			return err
 		}
+		detail := "covered by recommendation " + byID + " (" + strings.Join(c.Index.Columns, ", ") + ")"
+		if !covers {
+			detail = "the scorer now chooses recommendation " + byID + " (" + strings.Join(c.Index.Columns, ", ") +
+				") for every statement this one served, at the same or a lower plan cost"
+		} else if o.spec.Predicate != "" && c.Index.Predicate == "" {
+			detail += ": a full index on the same leading keys, and the workload updates the column of this one's predicate " +
+				o.spec.Predicate + " (each such update would stop being HOT)"
+		}
 		if err := g.transition(ctx, tx, &o.cand, r, outcome{state: StateSuperseded, reason: events.ReasonSuperseded,
-			detail: "covered by recommendation " + byID + " (" + strings.Join(c.Index.Columns, ", ") + ")"}); err != nil {
+			detail: detail}); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// covers reports whether index n makes the open recommendation o
-// unnecessary.
-func covers(n, o events.IndexSpec) bool {
-	if n.Method != o.Method || n.Predicate != o.Predicate || len(o.Columns) >= len(n.Columns) {
+// servesAsWell says whether the newer candidate c is the scorer's other
+// choice for everything old was for: the same predicate (a partial index
+// is not displaced by a full one, that is Supersedes' case), every
+// statement of old's evidence among c's, each at a plan cost after no
+// higher than old's (1 % of slack for the planner's rounding). Two
+// alternatives for one statement (t(a) and t(b, a) for "a = $1 and b =
+// $2") then never both stay proposed: the scorer picks one per run, and
+// the one it stopped emitting would stay open for good.
+func servesAsWell(c, old *events.IndexCandidateScored) bool {
+	if len(old.Statements) == 0 || c.Index.Predicate != old.Index.Predicate {
 		return false
 	}
-	for i, col := range o.Columns {
-		if n.Columns[i] != col {
+	after := make(map[string]float64, len(c.Statements))
+	for _, s := range c.Statements {
+		after[s.QueryID] = s.CostAfter
+	}
+	for _, s := range old.Statements {
+		a, ok := after[s.QueryID]
+		if !ok || a > s.CostAfter*1.01 {
 			return false
 		}
 	}
@@ -224,8 +261,16 @@ func covers(n, o events.IndexSpec) bool {
 
 // evaluate runs the rules in order on c. approved says an operator approved
 // it. Passing every rule in apply mode charges the rate-limit tokens and
-// marks the approval time, in tx.
+// marks the approval time, in tx. The outcome names the rules passed.
 func (g *Gatekeeper) evaluate(ctx context.Context, tx pgx.Tx, c *events.IndexCandidateScored, approved bool) (outcome, error) {
+	passed := []string{}
+	o, err := g.rules(ctx, tx, c, approved, func(rule string) { passed = append(passed, rule) })
+	o.passed = passed
+	return o, err
+}
+
+// rules is evaluate; pass is called with each rule's name as it passes.
+func (g *Gatekeeper) rules(ctx context.Context, tx pgx.Tx, c *events.IndexCandidateScored, approved bool, pass func(string)) (outcome, error) {
 	cfg := g.cfg
 	gk := cfg.Gatekeeper
 	now := g.deps.Clock()
@@ -242,6 +287,18 @@ func (g *Gatekeeper) evaluate(ctx context.Context, tx pgx.Tx, c *events.IndexCan
 	if _, ok := cfg.Target(c.Target); !ok {
 		return outcome{state: StateRejected, reason: events.ReasonUnknownTarget, detail: fmt.Sprintf("target %q is not configured", c.Target)}, nil
 	}
+	pass("target")
+	// 1b. rejected by the scorer (its write cost outweighs its read
+	// saving): listed with the numbers.
+	if c.RejectedReason != "" {
+		return outcome{state: StateRejected, reason: events.Reason(c.RejectedReason), detail: c.RejectedDetail}, nil
+	}
+	// 1c. held back by the scorer's storage budget or a cap: listed with
+	// the numbers, built only if an operator approves it anyway.
+	if c.HeldReason != "" && !approved {
+		return outcome{state: StateHeld, reason: events.Reason(c.HeldReason), detail: c.HeldDetail}, nil
+	}
+	pass("scorer_verdict")
 	// 2. bypass: system, this stage, the feature
 	if ok, d := g.bp.Allows(bypass.LevelStage, Name); !ok {
 		return denied(d)
@@ -249,10 +306,12 @@ func (g *Gatekeeper) evaluate(ctx context.Context, tx pgx.Tx, c *events.IndexCan
 	if ok, d := g.bp.Allows(bypass.LevelFeature, config.FeatureAutoIndexing); !ok {
 		return denied(d)
 	}
+	pass("bypass")
 	// 3. minimum benefit
 	if v := policy.MinBenefit(c.MaxImprovementPct, cfg.Features.AutoIndexer.MinImprovementPct); !v.Pass {
 		return rejected(v)
 	}
+	pass("min_benefit")
 	// 4. blocklist
 	blocked, err := g.blocked(ctx, tx, c)
 	if err != nil {
@@ -261,6 +320,7 @@ func (g *Gatekeeper) evaluate(ctx context.Context, tx pgx.Tx, c *events.IndexCan
 	if v := policy.Blocklist(queryIDs(c), blocked); !v.Pass {
 		return rejected(v)
 	}
+	pass("blocklist")
 	// 5-6. storage budget and write performance
 	tf, sf, err := g.facts(ctx, tx, c)
 	if err != nil {
@@ -269,25 +329,43 @@ func (g *Gatekeeper) evaluate(ctx context.Context, tx pgx.Tx, c *events.IndexCan
 	if v := policy.Storage(c.EstimatedSizeBytes, sf, gk.Storage); !v.Pass {
 		return rejected(v)
 	}
+	pass("storage_budget")
 	if v := policy.Write(c.EstimatedSizeBytes, tf, gk.Write); !v.Pass {
 		return rejected(v)
 	}
+	pass("write_performance")
 	// 7. mode
 	if cfg.Features.AutoIndexer.Mode != config.ModeApply {
-		return outcome{state: StateProposed, reason: events.ReasonAdvisoryMode}, nil
+		o := outcome{state: StateProposed, reason: events.ReasonAdvisoryMode}
+		if c.Forecast != nil {
+			o.detail = c.Forecast.Summary()
+		}
+		return o, nil
 	}
+	pass("mode")
 	// 8. approval
 	if v := policy.Approval(c.MaxImprovementPct, c.EstimatedSizeBytes, approved, gk.Approval); !v.Pass {
 		return outcome{state: StateProposed, reason: v.Reason, detail: v.Detail}, nil
 	}
+	pass("approval")
 	// 9. emergency stop, paused executor, DDL of the feature
 	if ok, d := g.bp.AllowsDDL(config.FeatureAutoIndexing); !ok {
 		return denied(d)
+	}
+	pass("ddl_allowed")
+	// 9b. forecast peak: a build wanted for a recurring peak waits until
+	// shortly before it (an operator's approval builds at once)
+	if f := c.Forecast; f != nil && !approved {
+		if v := policy.Forecast(f.BuildFrom, f.BuildBy, f.Summary(), gk.Window, now); !v.Pass {
+			return deferred(v)
+		}
+		pass("forecast_hold")
 	}
 	// 10. maintenance window
 	if v := policy.Window(gk.Window, now); !v.Pass {
 		return deferred(v)
 	}
+	pass("maintenance_window")
 	// 11. CPU throttle (cooldown, minimum delay between builds)
 	var lastOverload, lastApproved *time.Time
 	err = tx.QueryRow(ctx, marker+`select last_overload_at, last_approved_at from indexpilot.gate_state where target = $1`, c.Target).
@@ -310,6 +388,7 @@ values ($1, $2, $3) on conflict (target) do update set last_overload_at = exclud
 	if v := policy.CPU(pct, merr, lastOverload, lastApproved, now, gk.CPU); !v.Pass {
 		return deferred(v)
 	}
+	pass("cpu_throttle")
 	// 12. rate limits: charge one token of each bucket, or wait
 	if v, err := g.charge(ctx, tx, c, now); err != nil || !v.Pass {
 		if err != nil {
@@ -317,6 +396,7 @@ values ($1, $2, $3) on conflict (target) do update set last_overload_at = exclud
 		}
 		return deferred(v)
 	}
+	pass("rate_limits")
 	if _, err := tx.Exec(ctx, marker+`insert into indexpilot.gate_state (target, last_approved_at, last_cpu_pct)
 values ($1, $2, $3) on conflict (target) do update set last_approved_at = excluded.last_approved_at,
        last_cpu_pct = excluded.last_cpu_pct, updated_at = now()`, c.Target, now, pct); err != nil {
@@ -453,7 +533,7 @@ func (g *Gatekeeper) logRejection(ctx context.Context, tx pgx.Tx, c *events.Inde
 	_, err := metadata.AppendLog(ctx, tx, metadata.Entry{
 		Stage: Name, Action: "decide", Outcome: StateRejected, Target: c.Target,
 		Schema: c.Index.Schema, Table: c.Index.Table, Fields: c.Index.Columns, IndexName: indexdef.Name(c.Index),
-		Reason: string(o.reason), Evidence: map[string]any{"detail": o.detail, "candidate": c},
+		Reason: string(o.reason), Evidence: map[string]any{"detail": o.detail, "candidate": c, "rules_passed": o.passed},
 		EventID: candEventID, CandidateID: c.CandidateID, RecommendationID: events.RecommendationID(c.Target, c.Index),
 	})
 	return err

@@ -2,7 +2,8 @@
 // applies every safety rule in a fixed order (docs/gatekeeper.md): the
 // bypass, minimum benefit, the blocklist, the storage budget, the
 // write-performance limits, the mode, approval, the emergency stop, the
-// maintenance window, the CPU throttle and the token-bucket rate limits.
+// forecast hold, the maintenance window, the CPU throttle and the
+// token-bucket rate limits.
 // Each verdict carries a typed reason, is recorded on the recommendation
 // and in mutation_log with its lineage, and is published. A recommendation
 // that must wait is deferred and evaluated again by a loop until it passes;
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/indexpilot/indexpilot/events"
 	"github.com/indexpilot/indexpilot/pkg/bus"
@@ -40,15 +42,21 @@ var Consumer = events.ConsumerGroup(Name, "candidates")
 
 // Recommendation states.
 const (
-	StateProposed   = "proposed"
-	StateApproved   = "approved"
-	StateDeferred   = "deferred"
-	StateBuilding   = "building"
-	StateApplied    = "applied"
-	StateFailed     = "failed"
-	StateRejected   = "rejected"
-	StateReverted   = "reverted"
+	StateProposed = "proposed"
+	StateApproved = "approved"
+	StateDeferred = "deferred"
+	StateBuilding = "building"
+	StateApplied  = "applied"
+	StateFailed   = "failed"
+	StateRejected = "rejected"
+	StateReverted = "reverted"
+	// StateRemoved: IndexPilot built the index and an approved removal
+	// dropped it later (migration 0017).
+	StateRemoved    = "removed"
 	StateSuperseded = "superseded"
+	// StateHeld: the scorer held the candidate back (budget, cap); an
+	// operator's approval sends it through the rules anyway.
+	StateHeld = "held"
 )
 
 // CPUSource measures the CPU use of a target's database host, in percent.
@@ -118,6 +126,10 @@ type Gatekeeper struct {
 	bp   *bypass.State
 	log  *slog.Logger
 
+	// health records each candidate decided and each recheck pass in
+	// indexpilot.stage_health.
+	health *metadata.StageHealth
+
 	mu       sync.Mutex
 	cpuCache map[string]cpuSample
 }
@@ -141,7 +153,8 @@ func New(d stage.Deps, opts Options) (*Gatekeeper, error) {
 }
 
 func newGatekeeper(d stage.Deps, opts Options) *Gatekeeper {
-	g := &Gatekeeper{deps: d, cfg: d.Config, cpu: opts.CPU, bp: opts.Bypass, log: d.Logger, cpuCache: map[string]cpuSample{}}
+	g := &Gatekeeper{deps: d, cfg: d.Config, cpu: opts.CPU, bp: opts.Bypass, log: d.Logger, cpuCache: map[string]cpuSample{},
+		health: metadata.NewStageHealth(d.Control, d.Logger, Name)}
 	if g.cpu == nil {
 		g.cpu = configuredCPU{d: d}
 	} else if g.cfg.Gatekeeper.CPU.Source == config.CPUSourceNone {
@@ -229,10 +242,19 @@ func (g *Gatekeeper) Handle(ctx context.Context, env events.Envelope, p events.P
 		return err
 	})
 	if err != nil {
-		if postgres.Classify(err) == postgres.Permanent {
-			return nil, bus.Permanent(fmt.Errorf("decide candidate %s: %w", c.CandidateID, err))
+		err = fmt.Errorf("decide candidate %s: %w", c.CandidateID, err)
+		if ctx.Err() == nil {
+			g.health.Beat(ctx, c.Target, g.deps.Clock(), g.cfg.Gatekeeper.RecheckInterval, nil, err)
 		}
-		return nil, fmt.Errorf("decide candidate %s: %w", c.CandidateID, err)
+		if postgres.Classify(err) == postgres.Permanent {
+			return nil, bus.Permanent(err)
+		}
+		return nil, err
+	}
+	g.health.Beat(ctx, c.Target, g.deps.Clock(), g.cfg.Gatekeeper.RecheckInterval, nil, nil)
+	if span := trace.SpanFromContext(ctx); len(out) > 0 {
+		// The consumer span is the decision's span: it says what was decided.
+		span.SetAttributes(decisionAttrs(out[len(out)-1].(*events.IndexDecisionMade))...)
 	}
 	return out, nil
 }
@@ -261,6 +283,8 @@ func verdictOf(state string) events.Verdict {
 		return events.VerdictDeferred
 	case StateRejected:
 		return events.VerdictRejected
+	case StateHeld:
+		return events.VerdictHeld
 	}
 	return events.VerdictAdvised
 }

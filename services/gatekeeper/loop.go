@@ -26,9 +26,14 @@ func (g *Gatekeeper) loop(ctx context.Context) {
 		case <-t.C:
 		case <-g.bp.Changed():
 		}
-		if _, err := g.Recheck(ctx); err != nil && ctx.Err() == nil {
+		_, err := g.Recheck(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
 			g.log.Warn("recheck deferred recommendations", "error", err.Error())
 		}
+		g.health.Beat(ctx, "", g.deps.Clock(), g.cfg.Gatekeeper.RecheckInterval, nil, err)
 	}
 }
 
@@ -48,15 +53,17 @@ func (g *Gatekeeper) Recheck(ctx context.Context) (int, error) {
 	changed := 0
 	for _, id := range ids {
 		var out []*events.IndexDecisionMade
+		var parent string
 		err := pgx.BeginFunc(ctx, g.deps.Control, func(tx pgx.Tx) error {
 			out = nil
 			var c events.IndexCandidateScored
 			var state, reason, candEvent string
 			var approvedAt *time.Time
 			var lastLog *int64
-			err := tx.QueryRow(ctx, marker+`select evidence, state, reason, candidate_event_id::text, approved_at, last_log_id
+			err := tx.QueryRow(ctx, marker+`select evidence, state, reason, candidate_event_id::text, approved_at, last_log_id,
+       coalesce(trace_parent, '')
   from indexpilot.recommendations where id = $1 for update skip locked`, id).
-				Scan(&c, &state, &reason, &candEvent, &approvedAt, &lastLog)
+				Scan(&c, &state, &reason, &candEvent, &approvedAt, &lastLog, &parent)
 			if errors.Is(err, pgx.ErrNoRows) || (err == nil && state != StateDeferred) {
 				return nil // taken by another gatekeeper, or moved on
 			}
@@ -82,7 +89,10 @@ func (g *Gatekeeper) Recheck(ctx context.Context) (int, error) {
 		}
 		for _, d := range out {
 			changed++
-			if err := g.deps.Bus.Publish(ctx, Name, "", d); err != nil {
+			sctx, span := loopSpan(ctx, parent, "gatekeeper recheck", d)
+			err := g.deps.Bus.Publish(sctx, Name, "", d)
+			span.End()
+			if err != nil {
 				return changed, err
 			}
 		}
@@ -98,7 +108,7 @@ func (g *Gatekeeper) Recheck(ctx context.Context) (int, error) {
 // commit was lost). The decision id is the same, so nothing doubles.
 func (g *Gatekeeper) republishLost(ctx context.Context) error {
 	grace := 2 * g.cfg.Gatekeeper.RecheckInterval
-	rows, err := g.deps.Control.Query(ctx, marker+`select r.evidence, r.candidate_event_id::text, r.reason
+	rows, err := g.deps.Control.Query(ctx, marker+`select r.evidence, r.candidate_event_id::text, r.reason, coalesce(r.trace_parent, '')
   from indexpilot.recommendations r
  where r.state = 'approved' and r.updated_at < now() - make_interval(secs => $1)
    and not exists (select 1 from indexpilot.builds b where b.recommendation_id = r.id)
@@ -107,18 +117,22 @@ func (g *Gatekeeper) republishLost(ctx context.Context) error {
 		return fmt.Errorf("list lost approvals: %w", err)
 	}
 	type lost struct {
-		c      events.IndexCandidateScored
-		ev, re string
+		c             events.IndexCandidateScored
+		ev, re, trace string
 	}
 	ls, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (lost, error) {
 		var l lost
-		return l, r.Scan(&l.c, &l.ev, &l.re)
+		return l, r.Scan(&l.c, &l.ev, &l.re, &l.trace)
 	})
 	if err != nil {
 		return fmt.Errorf("list lost approvals: %w", err)
 	}
 	for _, l := range ls {
-		if err := g.deps.Bus.Publish(ctx, Name, "", g.decision(&l.c, l.ev, events.VerdictApproved, events.Reason(l.re), "")); err != nil {
+		d := g.decision(&l.c, l.ev, events.VerdictApproved, events.Reason(l.re), "")
+		sctx, span := loopSpan(ctx, l.trace, "gatekeeper republish", d)
+		err := g.deps.Bus.Publish(sctx, Name, "", d)
+		span.End()
+		if err != nil {
 			return err
 		}
 	}
@@ -183,12 +197,13 @@ func operatorChange(ctx context.Context, pool *pgxpool.Pool, idPrefix string, al
 	return id, state, err
 }
 
-// Approve records an operator's approval of a proposed or deferred
-// recommendation. It becomes deferred (operator_approved): the running
+// Approve records an operator's approval of a proposed, deferred or held
+// recommendation (held: the scorer's budget or a cap held it back; the
+// approval overrides that hold, not the gatekeeper's own rules). It becomes deferred (operator_approved): the running
 // gatekeeper's next recheck applies the remaining rules (mode, emergency
 // stop, window, CPU, rate limits) and approves it for the executor.
 func Approve(ctx context.Context, pool *pgxpool.Pool, idPrefix, actor, why string, now time.Time) (string, error) {
-	id, _, err := operatorChange(ctx, pool, idPrefix, []string{StateProposed, StateDeferred},
+	id, _, err := operatorChange(ctx, pool, idPrefix, []string{StateProposed, StateDeferred, StateHeld},
 		func(tx pgx.Tx, r *rec, _ *events.IndexCandidateScored) (outcome, error) {
 			if _, err := tx.Exec(ctx, marker+`update indexpilot.recommendations set approved_by = $2, approved_at = $3 where id = $1`,
 				r.id, actor, now); err != nil {
@@ -204,7 +219,7 @@ func Approve(ctx context.Context, pool *pgxpool.Pool, idPrefix, actor, why strin
 // good (a newer candidate does not reopen it), and an approval the
 // executor has not claimed yet is skipped by it.
 func Reject(ctx context.Context, pool *pgxpool.Pool, idPrefix, actor, why string) (string, error) {
-	id, _, err := operatorChange(ctx, pool, idPrefix, []string{StateProposed, StateDeferred, StateApproved, StateSuperseded},
+	id, _, err := operatorChange(ctx, pool, idPrefix, []string{StateProposed, StateDeferred, StateApproved, StateSuperseded, StateHeld},
 		func(pgx.Tx, *rec, *events.IndexCandidateScored) (outcome, error) {
 			return outcome{state: StateRejected, reason: events.ReasonOperatorRejected, detail: fmt.Sprintf("rejected by %s: %s", actor, why)}, nil
 		})

@@ -13,6 +13,7 @@ import (
 	"github.com/indexpilot/indexpilot/pkg/config"
 	"github.com/indexpilot/indexpilot/pkg/metadata"
 	"github.com/indexpilot/indexpilot/pkg/postgres"
+	"github.com/indexpilot/indexpilot/pkg/removal"
 	"github.com/indexpilot/indexpilot/services/gatekeeper/internal/policy"
 )
 
@@ -20,7 +21,10 @@ import (
 var RemovalConsumer = events.ConsumerGroup(Name, "removals")
 
 // HandleRemoval decides on one removal proposal under
-// features.index_removal.mode (advisory by default). The verdict is kept in
+// features.index_removal.mode (advisory by default), after re-checking it
+// against the target's catalog (removal.Recheck): a proposal whose reason
+// no longer holds is superseded with the reason why, one whose index a
+// build is creating is deferred (build_in_progress) and re-checked later. The verdict is kept in
 // indexpilot.removal_proposals (one row per removal_id) and every change of
 // it in mutation_log. Apply, when the bypass allows removal DDL, queues the
 // drop for the executor as a pending indexpilot.removals row, not before
@@ -70,6 +74,20 @@ func (g *Gatekeeper) decideRemoval(ctx context.Context, tx pgx.Tx, r *events.Ind
 		return nil // queued or closed: nothing to decide again
 	}
 	state, reason, detail := g.removalVerdict(r)
+	if state != StateRejected {
+		// The proposal's reason is asked again of the catalog before any
+		// verdict: a stale one is superseded, never approved.
+		res, err := g.recheck(ctx, r)
+		if err != nil {
+			return err
+		}
+		switch {
+		case res.Building != "":
+			state, reason, detail = StateDeferred, events.ReasonBuildInProgress, res.Building
+		case res.Stale != "":
+			state, reason, detail = StateSuperseded, events.ReasonSuperseded, res.Stale
+		}
+	}
 	if state == prevState && string(reason) == prevReason {
 		return nil
 	}
@@ -107,6 +125,19 @@ on conflict (id) do nothing`, r.RemovalID, r.Target, r.Schema, r.IndexName, r.Ta
 	return nil
 }
 
+// recheck asks r's target whether it still holds (removal.Recheck).
+func (g *Gatekeeper) recheck(ctx context.Context, r *events.IndexRemovalProposed) (removal.Result, error) {
+	pool, err := g.deps.Targets.Pool(ctx, r.Target)
+	if err != nil {
+		return removal.Result{}, fmt.Errorf("re-check removal on %s: %w", r.Target, err)
+	}
+	res, err := removal.Recheck(ctx, pool, g.deps.Control, r)
+	if err != nil {
+		return removal.Result{}, fmt.Errorf("re-check removal on %s: %w", r.Target, err)
+	}
+	return res, nil
+}
+
 // removalVerdict applies the rules that concern a removal, in order:
 // target, bypass, mode, removal DDL allowed.
 func (g *Gatekeeper) removalVerdict(r *events.IndexRemovalProposed) (string, events.Reason, string) {
@@ -128,12 +159,14 @@ func (g *Gatekeeper) removalVerdict(r *events.IndexRemovalProposed) (string, eve
 	return StateApproved, events.ReasonApplyMode, ""
 }
 
-// recheckRemovals decides again the deferred proposals, and the advisory
-// ones when removal is in apply mode.
+// recheckRemovals decides again the open proposals, deferred and
+// advisory: each is re-checked against the catalog (a stale one is
+// superseded, also in advisory mode, so that no proposal stays on show
+// after its reason is gone), and approved once removal is in apply mode
+// and the bypass allows it.
 func (g *Gatekeeper) recheckRemovals(ctx context.Context) error {
 	rows, err := g.deps.Control.Query(ctx, marker+`select id::text from indexpilot.removal_proposals
- where state = 'deferred' or (state = 'proposed' and $1) order by updated_at limit 200`,
-		g.cfg.Features.IndexRemoval.Mode == config.ModeApply)
+ where state in ('deferred','proposed') order by updated_at limit 200`)
 	if err != nil {
 		return fmt.Errorf("list open removals: %w", err)
 	}

@@ -256,6 +256,15 @@ func removal(at time.Time) *events.IndexRemovalProposed {
 		Reason: events.RemovalUnused, FormulaVersion: "v2", ObservedAt: at}
 }
 
+// withContactsEmailIndex creates the index removal() proposes, so that the
+// re-check against the catalog finds its reason still holding.
+func (d *direct) withContactsEmailIndex(t *testing.T) *direct {
+	t.Helper()
+	d.db.Exec(t, "create table if not exists public.contacts (id bigint primary key, email text)",
+		"create index if not exists contacts_email_idx on public.contacts (email)")
+	return d
+}
+
 func (d *direct) handleRemoval(t *testing.T, r *events.IndexRemovalProposed) {
 	t.Helper()
 	env, err := events.Wrap(r, "scorer", "", time.Now())
@@ -267,13 +276,13 @@ func (d *direct) handleRemoval(t *testing.T, r *events.IndexRemovalProposed) {
 func TestRemovalModeIsSeparateAndAdvisoryByDefault(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	// Creation in apply mode does not make removal apply.
-	d := newDirect(t, nil)
+	d := newDirect(t, nil).withContactsEmailIndex(t)
 	d.handleRemoval(t, removal(t0))
 	require.Equal(t, 1, d.count(t, "select count(*) from indexpilot.mutation_log where action = 'removal' and outcome = 'proposed' and reason = 'advisory_mode'"))
 	require.Equal(t, 1, d.count(t, "select count(*) from indexpilot.removal_proposals where state = 'proposed'"))
 	require.Equal(t, 0, d.count(t, "select count(*) from indexpilot.removals"))
 
-	a := newDirect(t, func(c *config.Config) { c.Features.IndexRemoval.Mode = config.ModeApply })
+	a := newDirect(t, func(c *config.Config) { c.Features.IndexRemoval.Mode = config.ModeApply }).withContactsEmailIndex(t)
 	a.bp.Apply(bypass.Switch{Level: bypass.LevelFeature, Name: config.FeatureIndexRemoval, Disabled: true, ChangeID: 1, Reason: "audit"})
 	a.handleRemoval(t, removal(t0))
 	require.Equal(t, 1, a.count(t, "select count(*) from indexpilot.mutation_log where action = 'removal' and outcome = 'deferred' and reason = 'bypass_feature'"))
@@ -289,4 +298,116 @@ func TestRemovalModeIsSeparateAndAdvisoryByDefault(t *testing.T) {
 	require.Equal(t, 1, a.count(t, `select count(*) from indexpilot.mutation_log
  where action = 'removal' and outcome = 'deferred->approved' and parent_id is not null`))
 	require.Equal(t, 1, a.count(t, "select count(*) from indexpilot.removal_proposals where state = 'approved'"))
+}
+
+// A removal is re-checked against the catalog right before it is approved:
+// a duplicate whose twin someone else dropped meanwhile is superseded with
+// the reason, never queued; an advisory proposal whose INVALID index was
+// rebuilt valid is superseded by the recheck loop.
+func TestStaleRemovalIsSupersededNotApproved(t *testing.T) {
+	a := newDirect(t, func(c *config.Config) { c.Features.IndexRemoval.Mode = config.ModeApply })
+	a.db.Exec(t, "create table public.contacts (id bigint primary key, email text)",
+		"create index contacts_email_a on public.contacts (email)", "create index contacts_email_b on public.contacts (email)")
+	dup := removal(time.Now())
+	dup.IndexName, dup.RedundantWith, dup.Reason = "contacts_email_b", "contacts_email_a", events.RemovalDuplicate
+	dup.Definition = "CREATE INDEX contacts_email_b ON public.contacts USING btree (email)"
+	dup.RemovalID = events.RemovalID("main", "public", dup.IndexName, dup.Definition)
+	// The gatekeeper is paused: the proposal waits, deferred.
+	a.bp.Apply(bypass.Switch{Level: bypass.LevelFeature, Name: config.FeatureIndexRemoval, Disabled: true, ChangeID: 1, Reason: "audit"})
+	a.handleRemoval(t, dup)
+	require.Equal(t, 1, a.count(t, "select count(*) from indexpilot.removal_proposals where state = 'deferred'"))
+
+	a.db.Exec(t, "drop index public.contacts_email_a") // by someone else
+	a.bp.Apply(bypass.Switch{Level: bypass.LevelFeature, Name: config.FeatureIndexRemoval, Disabled: false, ChangeID: 2})
+	_, err := a.g.Recheck(a.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 0, a.count(t, "select count(*) from indexpilot.removals"), "a stale removal was queued")
+	require.Equal(t, 1, a.count(t, `select count(*) from indexpilot.removal_proposals
+ where state = 'superseded' and reason = 'superseded' and detail = 'its twin contacts_email_a no longer exists'`))
+	require.Equal(t, 1, a.count(t, `select count(*) from indexpilot.mutation_log
+ where action = 'removal' and outcome = 'deferred->superseded' and parent_id is not null`))
+
+	// Advisory mode: the proposal of an INVALID index is superseded once
+	// the index is valid again.
+	d := newDirect(t, nil)
+	d.db.Exec(t, "create table public.contacts (id bigint primary key, email text)",
+		"insert into public.contacts values (1, 'a'), (2, 'a')")
+	_, err = d.db.Pool.Exec(d.ctx, "create unique index concurrently contacts_email_uq on public.contacts (email)")
+	require.Error(t, err)
+	inv := removal(time.Now())
+	inv.IndexName, inv.Reason = "contacts_email_uq", events.RemovalInvalid
+	inv.Definition = "CREATE UNIQUE INDEX contacts_email_uq ON public.contacts USING btree (email)"
+	inv.RemovalID = events.RemovalID("main", "public", inv.IndexName, inv.Definition)
+	d.handleRemoval(t, inv)
+	require.Equal(t, 1, d.count(t, "select count(*) from indexpilot.removal_proposals where state = 'proposed'"))
+	d.db.Exec(t, "delete from public.contacts where id = 2", "reindex index public.contacts_email_uq")
+	_, err = d.g.Recheck(d.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, d.count(t, `select count(*) from indexpilot.removal_proposals
+ where state = 'superseded' and detail = 'the index is valid now'`))
+}
+
+// A removal of an index a build is creating waits (deferred,
+// build_in_progress) and is approved only after the build is over.
+func TestRemovalOfAnIndexBeingBuiltWaits(t *testing.T) {
+	a := newDirect(t, func(c *config.Config) { c.Features.IndexRemoval.Mode = config.ModeApply }).withContactsEmailIndex(t)
+	spec := events.IndexSpec{Schema: "public", Table: "contacts", Method: "btree", Columns: []string{"email"}}
+	recID, cand := events.RecommendationID("main", spec), events.CandidateID("main", spec, "v1")
+	_, err := a.db.Pool.Exec(a.ctx, `insert into indexpilot.recommendations
+  (id, target, index_key, schema_name, table_name, index_spec, index_name, state, reason, candidate_id,
+   candidate_event_id, formula_version, max_improvement_pct, estimated_size_bytes, evidence)
+values ($1, 'main', $2, 'public', 'contacts', $3, 'contacts_email_idx', 'approved', 'apply_mode', $4, $4, 'v1', 90, 1000, '{}')`,
+		recID, spec.Key(), spec, cand)
+	require.NoError(t, err)
+	_, err = a.db.Pool.Exec(a.ctx, `insert into indexpilot.builds
+  (recommendation_id, target, index_spec, index_name, decision_event_id, candidate_id, state)
+values ($1, 'main', $2, 'contacts_email_idx', $3, $3, 'running')`, recID, spec, cand)
+	require.NoError(t, err)
+	a.handleRemoval(t, removal(time.Now()))
+	require.Equal(t, 1, a.count(t, `select count(*) from indexpilot.removal_proposals
+ where state = 'deferred' and reason = 'build_in_progress'`))
+	require.Equal(t, 0, a.count(t, "select count(*) from indexpilot.removals"))
+
+	a.db.Exec(t, "update indexpilot.builds set state = 'done'")
+	_, err = a.g.Recheck(a.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, a.count(t, "select count(*) from indexpilot.removals where index_name = 'contacts_email_idx'"))
+	require.Equal(t, 1, a.count(t, "select count(*) from indexpilot.removal_proposals where state = 'approved'"))
+}
+
+// TestForecastCandidate: in advisory mode a candidate for a recurring peak
+// is proposed with the forecast as its detail; in apply mode it is held
+// until its build-from time, and an operator's approval builds at once.
+func TestForecastCandidate(t *testing.T) {
+	// The stage clock is the real one here: the peak is three days ahead,
+	// at 14:00 UTC (build by 13:20 the same day).
+	day := time.Now().UTC().AddDate(0, 0, 3)
+	peak := time.Date(day.Year(), day.Month(), day.Day(), 14, 0, 0, 0, time.UTC)
+	withForecast := func() *events.IndexCandidateScored {
+		c := candidate(97, time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
+		c.Forecast = &events.Forecast{QueryID: "42", Period: "weekly", Phase: "Mon 02:00 UTC", Amplitude: 168, Confidence: 1,
+			Periods: 5, PeakAt: peak, PeakEnd: peak.Add(time.Hour), BuildSeconds: 600,
+			BuildBy: peak.Add(-40 * time.Minute), BuildFrom: peak.Add(-40*time.Minute - 6*time.Hour)}
+		return c
+	}
+	adv := newDirect(t, func(c *config.Config) { c.Features.AutoIndexer.Mode = config.ModeAdvisory })
+	c := withForecast()
+	require.Equal(t, []events.Verdict{events.VerdictAdvised}, verdicts(adv.handle(t, c)))
+	var detail string
+	require.NoError(t, adv.db.Pool.QueryRow(adv.ctx, "select detail from indexpilot.recommendations").Scan(&detail))
+	require.Equal(t, c.Forecast.Summary(), detail)
+	require.Equal(t, "weekly peak expected "+peak.Format("Mon 15:04")+" UTC, build by "+peak.Add(-40*time.Minute).Format("15:04")+
+		" (confidence 1.00 over 5 weeks)", detail)
+
+	app := newDirect(t, nil)
+	c = withForecast()
+	require.Equal(t, []events.Verdict{events.VerdictDeferred}, verdicts(app.handle(t, c)))
+	state, reason := app.rec(t, c)
+	require.Equal(t, []string{"deferred", string(events.ReasonForecastHold)}, []string{state, reason})
+	_, err := gatekeeper.Approve(app.ctx, app.db.Pool, events.RecommendationID(c.Target, c.Index)[:8], "alice", "needed today", time.Now())
+	require.NoError(t, err)
+	_, err = app.g.Recheck(app.ctx)
+	require.NoError(t, err)
+	state, reason = app.rec(t, c)
+	require.Equal(t, []string{"approved", string(events.ReasonOperatorApproved)}, []string{state, reason})
 }

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/indexpilot/indexpilot/pkg/bus"
 	"github.com/indexpilot/indexpilot/pkg/bypass"
 	"github.com/indexpilot/indexpilot/pkg/config"
@@ -44,6 +46,10 @@ type Options struct {
 	// Handlers are served next to /healthz and /readyz on adapters.listen
 	// (the CLI adds /metrics).
 	Handlers map[string]http.Handler
+	// Serve, when set, is started once the control schema is migrated,
+	// with the control pool; the function it returns stops it. The CLI
+	// starts the dashboard with it (dashboard.listen).
+	Serve func(ctx context.Context, control *pgxpool.Pool) (stop func(), err error)
 }
 
 // RunAll runs every stage in this process until ctx ends or a stage fails.
@@ -55,6 +61,7 @@ func RunAll(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Op
 		return err
 	}
 	defer b.Close()
+	postgres.Configure(cfg.Connections, logger)
 	pool, err := postgres.Connect(ctx, cfg.DatabaseURL, "indexpilot")
 	if err != nil {
 		return fmt.Errorf("control database: %w", err)
@@ -77,6 +84,13 @@ func RunAll(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Op
 			return err
 		}
 		defer srv.Close()
+	}
+	if opts.Serve != nil {
+		stop, err := opts.Serve(ctx, pool)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	type named = struct {
 		Name  string

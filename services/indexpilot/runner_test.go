@@ -2,7 +2,6 @@ package indexpilot_test
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"testing"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/indexpilot/indexpilot/pkg/config"
+	"github.com/indexpilot/indexpilot/pkg/logtest"
 	"github.com/indexpilot/indexpilot/pkg/pgtest"
 	"github.com/indexpilot/indexpilot/services/indexpilot"
 )
@@ -21,7 +21,8 @@ func TestRunAllOnTheMemoryBus(t *testing.T) {
 	db := pgtest.NewDatabase(t)
 	db.RequireExtension(t, "hypopg")
 	db.RequireExtension(t, "pg_stat_statements")
-	db.Exec(t,
+	// The load is history when IndexPilot starts (pgtest.Load).
+	db.Load(t,
 		`create table public.events (id bigint primary key, account_id int not null, kind text not null, payload text)`,
 		`insert into public.events select g, g % 3000, 'k' || (g % 7), md5(g::text) from generate_series(1, 40000) g`,
 		`analyze public.events`,
@@ -37,27 +38,14 @@ func TestRunAllOnTheMemoryBus(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, config.TransportMemory, cfg.Bus.Transport)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ready := make(chan struct{})
-	errc := make(chan error, 1)
-	go func() {
-		errc <- indexpilot.RunAll(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)),
-			indexpilot.Options{Ready: func() { close(ready) }})
-	}()
-	select {
-	case <-ready:
-	case err := <-errc:
-		t.Fatalf("RunAll exited before ready: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("RunAll not ready within 30 s")
-	}
+	stop := startAll(t, cfg)
 	count := func(sql string) int {
 		var n int
 		require.NoError(t, db.Pool.QueryRow(context.Background(), sql).Scan(&n))
 		return n
 	}
-	// Wait for the collector's baseline poll, then run the workload.
+	// Wait for the collector's first poll, then run the workload: a
+	// statement first seen after it counts in full.
 	require.Eventually(t, func() bool { return count("select count(*) from indexpilot.table_stats") > 0 },
 		30*time.Second, 50*time.Millisecond, "no table statistics reached the scorer")
 	for i := 0; i < 100; i++ {
@@ -73,11 +61,51 @@ func TestRunAllOnTheMemoryBus(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return count("select count(*) from indexpilot.recommendations where state = 'applied'") == 1
 	}, 10*time.Second, 50*time.Millisecond, "the built index's recommendation never reached applied")
-	cancel()
+	stop()
+}
+
+// startAll runs the embedded default on cfg until stop is called (or the
+// test ends); stop checks that RunAll returned nil.
+func startAll(t *testing.T, cfg config.Config) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	errc := make(chan error, 1)
+	// The process's log, printed when the test fails: a CI failure
+	// then says what each stage did.
+	logs := &logtest.Buffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("RunAll's log:\n%s", logs.String())
+		}
+	})
+	go func() {
+		errc <- indexpilot.RunAll(ctx, cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+			indexpilot.Options{Ready: func() { close(ready) }})
+	}()
 	select {
+	case <-ready:
 	case err := <-errc:
-		require.NoError(t, err)
+		cancel()
+		t.Fatalf("RunAll exited before ready: %v", err)
 	case <-time.After(30 * time.Second):
-		t.Fatal("RunAll did not stop within 30 s of cancel")
+		cancel()
+		t.Fatal("RunAll not ready within 30 s")
 	}
+	var stopped bool
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-errc:
+			require.NoError(t, err)
+		case <-time.After(30 * time.Second):
+			t.Fatal("RunAll did not stop within 30 s of cancel")
+		}
+	}
+	t.Cleanup(stop)
+	return stop
 }

@@ -46,6 +46,10 @@ func (s *Scorer) loadGenome(ctx context.Context, target string, profile bool) (*
 			}
 		}
 	}
+	if s.deps.Control == nil {
+		// Advise: no control database, the configuration only.
+		return g, nil
+	}
 	rows, err := s.deps.Control.Query(ctx, `/* indexpilot:scorer */
 select schema_name, table_name, field_name from indexpilot.genome_catalog
  where target = $1 and not is_indexable

@@ -11,6 +11,7 @@ import (
 
 	"github.com/indexpilot/indexpilot/events"
 	"github.com/indexpilot/indexpilot/pkg/indexdef"
+	"github.com/indexpilot/indexpilot/pkg/removal"
 )
 
 // removalIndex is one index of the target as the removal rules see it.
@@ -20,9 +21,12 @@ type removalIndex struct {
 	// the replica identity, or a partition of a partitioned index (it can
 	// only go with its parent) — never proposed.
 	protected bool
-	// building: a CREATE INDEX or REINDEX is running on its table.
-	building bool
-	scans    int64
+	// inBuild: a build may be creating this index: IndexPilot's own
+	// (pending, running or stopped), or a CREATE INDEX / REINDEX in
+	// pg_stat_progress_create_index (removal.InBuildSQL). Never proposed,
+	// for any reason.
+	inBuild bool
+	scans   int64
 	// usage is from indexpilot.index_usage; nil when never observed.
 	unusedSince, observedAt *time.Time
 }
@@ -33,7 +37,7 @@ const removalSQL = `/* indexpilot:scorer */
 select n.nspname, t.relname, i.relname,
        x.indisprimary or x.indisunique or x.indisexclusion or x.indisreplident or i.relispartition
          or exists(select 1 from pg_catalog.pg_constraint c where c.conindid = x.indexrelid),
-       exists(select 1 from pg_catalog.pg_stat_progress_create_index p where p.relid = x.indrelid),
+       ` + removal.InBuildSQL + `,
        coalesce(s.idx_scan, 0)
   from pg_catalog.pg_index x
   join pg_catalog.pg_class i on i.oid = x.indexrelid
@@ -46,7 +50,7 @@ select n.nspname, t.relname, i.relname,
 
 // removals proposes the indexes of target to drop:
 //
-//   - INVALID indexes when no CREATE INDEX runs on their table;
+//   - INVALID indexes when no CREATE INDEX or REINDEX runs on their table;
 //   - duplicates (same method, key columns in order and predicate as
 //     another valid index) and left-prefix-redundant btrees (their key
 //     columns a proper left prefix of another valid btree's, same
@@ -57,22 +61,35 @@ select n.nspname, t.relname, i.relname,
 //     IndexPilot's own (ip_) unless scorer.remove_user_indexes.
 //
 // Protected indexes (primary key, unique, exclusion, constraint-backing,
-// replica identity) are never proposed.
-func (s *Scorer) removals(ctx context.Context, pool *pgxpool.Pool, target, fv string) ([]*events.IndexRemovalProposed, error) {
+// replica identity) are never proposed, nor an index a build may be
+// creating: IndexPilot's own pending, running or stopped build of it, or a
+// CREATE INDEX / REINDEX in pg_stat_progress_create_index on it, or on its
+// table when it is INVALID, or one whose relation the role may not see
+// (removal.InBuildSQL).
+//
+// updated, when known (a scoring run), holds per "schema.table" the
+// columns the workload's UPDATEs set: a partial btree whose predicate
+// column is among them, next to a full btree on the same leading keys, is
+// proposed as prefix_redundant too (indexdef.Supersedes).
+func (s *Scorer) removals(ctx context.Context, pool *pgxpool.Pool, target, fv string, updated map[string]map[string]bool) ([]*events.IndexRemovalProposed, error) {
+	if s.deps.Control == nil {
+		// Advise: removals need the index usage the pipeline stores.
+		return nil, nil
+	}
 	rows, err := pool.Query(ctx, removalSQL)
 	if err != nil {
 		return nil, fmt.Errorf("read indexes of %s: %w", target, err)
 	}
 	type flags struct {
-		protected, building bool
-		scans               int64
+		protected, inBuild bool
+		scans              int64
 	}
 	info := map[string]flags{}
 	schemas := map[string]bool{}
 	for rows.Next() {
 		var schema, table, name string
 		var f flags
-		if err := rows.Scan(&schema, &table, &name, &f.protected, &f.building, &f.scans); err != nil {
+		if err := rows.Scan(&schema, &table, &name, &f.protected, &f.inBuild, &f.scans); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read indexes of %s: %w", target, err)
 		}
@@ -84,6 +101,10 @@ func (s *Scorer) removals(ctx context.Context, pool *pgxpool.Pool, target, fv st
 		return nil, fmt.Errorf("read indexes of %s: %w", target, err)
 	}
 	usage, err := s.indexUsage(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	own, err := removal.OwnBuilds(ctx, s.deps.Control, target)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +127,7 @@ func (s *Scorer) removals(ctx context.Context, pool *pgxpool.Pool, target, fv st
 				continue
 			}
 			ri := &removalIndex{Existing: e, protected: f.protected || e.Primary || e.Unique || e.Constraint,
-				building: f.building, scans: f.scans}
+				inBuild: f.inBuild || own[e.Schema+"."+e.Name], scans: f.scans}
 			if u, ok := usage[e.Schema+"."+e.Name]; ok {
 				ri.unusedSince, ri.observedAt = &u.changed, &u.observed
 				// Scanned since the last observation: not unused.
@@ -152,38 +173,47 @@ func (s *Scorer) removals(ctx context.Context, pool *pgxpool.Pool, target, fv st
 			return latest
 		}
 		for _, ri := range list {
-			if ri.protected {
+			if ri.protected || ri.inBuild {
 				continue
 			}
-			if !ri.Valid && !ri.building {
+			if !ri.Valid {
 				propose(ri, events.RemovalInvalid, "", observed(ri))
 			}
 		}
 		for _, ri := range list {
-			if ri.protected || !ri.Valid || proposed[ri.Name] || ri.HasExprKeys {
+			if ri.protected || ri.inBuild || !ri.Valid || proposed[ri.Name] || ri.HasExprKeys {
 				continue
 			}
 			for _, other := range list {
-				if other == ri || !other.Valid || proposed[other.Name] || other.HasExprKeys ||
-					other.Method != ri.Method || other.Predicate != ri.Predicate {
+				how, ok := removal.Redundant(ri.Existing, other.Existing)
+				if !ok || proposed[other.Name] {
 					continue
 				}
-				if sameColumns(ri.Columns, other.Columns) {
-					// Keep the protected one, else the first name.
-					if other.protected || other.Name < ri.Name {
-						propose(ri, events.RemovalDuplicate, other.Name, observed(ri))
-						break
-					}
+				// Of two duplicates keep the protected one, else the first name.
+				if how == events.RemovalDuplicate && !other.protected && other.Name > ri.Name {
 					continue
 				}
-				if ri.Method == "btree" && len(ri.Columns) < len(other.Columns) && sameColumns(ri.Columns, other.Columns[:len(ri.Columns)]) {
+				propose(ri, how, other.Name, observed(ri))
+				break
+			}
+			if proposed[ri.Name] || ri.Predicate == "" {
+				continue
+			}
+			// A partial index whose predicate column the workload updates,
+			// next to a full one on the same leading keys.
+			cols := updated[key]
+			for _, other := range list {
+				if other == ri || !other.Valid || proposed[other.Name] || other.HasExprKeys || other.Predicate != "" {
+					continue
+				}
+				if indexdef.Supersedes(existingSpec(other.Existing), existingSpec(ri.Existing), func(c string) bool { return cols[c] }) {
 					propose(ri, events.RemovalPrefix, other.Name, observed(ri))
 					break
 				}
 			}
 		}
 		for _, ri := range list {
-			if ri.protected || !ri.Valid || proposed[ri.Name] || ri.unusedSince == nil {
+			if ri.protected || ri.inBuild || !ri.Valid || proposed[ri.Name] || ri.unusedSince == nil {
 				continue
 			}
 			if !cfg.RemoveUserIndexes && !strings.HasPrefix(ri.Name, indexdef.NamePrefix) {
@@ -223,19 +253,13 @@ select schema_name, index_name, observed_at, scans_changed_at, scans from indexp
 	return out, rows.Err()
 }
 
-func sameColumns(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] == "" || a[i] != b[i] {
-			return false
-		}
-	}
-	return true
+// existingSpec is the spec of an index of the catalog without expression
+// keys.
+func existingSpec(e indexdef.Existing) events.IndexSpec {
+	return events.IndexSpec{Schema: e.Schema, Table: e.Table, Method: e.Method, Columns: e.Columns, Directions: e.Directions, Predicate: e.Predicate}
 }
 
-func sortedKeys(m map[string]bool) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)

@@ -8,6 +8,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/indexpilot/indexpilot/events"
+	"github.com/indexpilot/indexpilot/pkg/config"
+	"github.com/indexpilot/indexpilot/pkg/pgtest"
+	"github.com/indexpilot/indexpilot/pkg/postgres"
+	"github.com/indexpilot/indexpilot/pkg/stage"
 	"github.com/indexpilot/indexpilot/services/scorer"
 )
 
@@ -118,5 +122,107 @@ func TestRemovalProposals(t *testing.T) {
 	require.NoError(t, err)
 	for _, p := range r5.Removals {
 		require.NotEqual(t, events.RemovalUnused, p.Reason, "%s: only 10 days since the reset", p.IndexName)
+	}
+}
+
+// An index IndexPilot is building (its build pending, running, or stopped
+// by the emergency stop, INVALID meanwhile) is never proposed for removal.
+func TestNoRemovalOfAnIndexIndexPilotIsBuilding(t *testing.T) {
+	db, d := setup(t)
+	ctx := context.Background()
+	db.Exec(t, `create table public.broken (x int)`, `insert into public.broken values (0)`)
+	// A stopped build leaves an INVALID index of our name until resumed.
+	_, err := db.Pool.Exec(ctx, `create index concurrently ip_broken_x_0badc0de on public.broken ((1 / x))`)
+	require.Error(t, err)
+	s, err := scorer.New(d)
+	require.NoError(t, err)
+	proposed := func() []string {
+		r, err := s.Score(ctx, "main", scorer.Options{})
+		require.NoError(t, err)
+		var out []string
+		for _, p := range r.Removals {
+			out = append(out, p.IndexName)
+		}
+		return out
+	}
+	require.Contains(t, proposed(), "ip_broken_x_0badc0de", "an INVALID leftover nobody builds is proposed")
+
+	spec := events.IndexSpec{Schema: "public", Table: "broken", Method: "btree", Columns: []string{"x"}}
+	recID := events.RecommendationID("main", spec)
+	cand := events.CandidateID("main", spec, "v1")
+	for _, state := range []string{"stopped", "pending", "running"} {
+		_, err = d.Control.Exec(ctx, `insert into indexpilot.recommendations
+  (id, target, index_key, schema_name, table_name, index_spec, index_name, state, reason, candidate_id,
+   candidate_event_id, formula_version, max_improvement_pct, estimated_size_bytes, evidence)
+values ($1, 'main', $2, 'public', 'broken', $3, 'ip_broken_x_0badc0de', 'approved', 'apply_mode', $4, $4, 'v1', 90, 1000, '{}')
+on conflict do nothing`, recID, spec.Key(), spec, cand)
+		require.NoError(t, err)
+		_, err = d.Control.Exec(ctx, `insert into indexpilot.builds
+  (recommendation_id, target, index_spec, index_name, decision_event_id, candidate_id, state)
+values ($1, 'main', $2, 'ip_broken_x_0badc0de', $3, $3, $4)
+on conflict (recommendation_id) do update set state = excluded.state`, recID, spec, cand, state)
+		require.NoError(t, err)
+		require.NotContains(t, proposed(), "ip_broken_x_0badc0de", "proposed while its build is %s", state)
+	}
+}
+
+// A CREATE INDEX CONCURRENTLY that IndexPilot did not start, held in
+// either of its wait phases: the index it creates (INVALID meanwhile) is
+// not proposed, nor an INVALID leftover on its table; a duplicate
+// elsewhere on the table still is. When the scorer's role cannot see
+// which relation another role's build works on (no pg_read_all_stats),
+// that build could be on any index: nothing is proposed until it is over.
+func TestNoRemovalOfAnIndexSomeoneElseIsBuilding(t *testing.T) {
+	for _, c := range []struct {
+		hold   pgtest.Hold
+		hidden bool
+	}{{pgtest.HoldWriters, false}, {pgtest.HoldSnapshots, false}, {pgtest.HoldSnapshots, true}} {
+		name := c.hold.Phase()
+		if c.hidden {
+			name += ", hidden from the scorer"
+		}
+		t.Run(name, func(t *testing.T) {
+			db, d := setup(t)
+			ctx := context.Background()
+			// A failed build leaves an INVALID leftover on orders.
+			_, err := db.Pool.Exec(ctx, "create index concurrently orders_broken on public.orders ((1 / (customer_id - customer_id)))")
+			require.Error(t, err)
+			db.Exec(t, "create index orders_status_created_dup on public.orders (status, created_at)")
+			if c.hidden {
+				// The scorer connects as a role without pg_monitor: the
+				// superuser's build shows in pg_stat_progress_create_index
+				// without its relation.
+				role := pgtest.RoleName(t, db, "ipt_scorer_")
+				db.Exec(t, "create role "+postgres.Ident(role)+" login")
+				d.Config.Targets = []config.Target{{Name: "main", DSN: db.URLAs(t, role)}}
+				d.Targets = stage.NewTargets(d.Config.Targets, "scorer")
+				t.Cleanup(d.Targets.Close)
+			}
+			s, err := scorer.New(d)
+			require.NoError(t, err)
+			proposed := func() map[string]events.RemovalReason {
+				r, err := s.Score(ctx, "main", scorer.Options{})
+				require.NoError(t, err)
+				out := map[string]events.RemovalReason{}
+				for _, p := range r.Removals {
+					out[p.IndexName] = p.Reason
+				}
+				return out
+			}
+			before := map[string]events.RemovalReason{"orders_broken": events.RemovalInvalid,
+				"orders_status_created_dup": events.RemovalDuplicate}
+			require.Equal(t, before, proposed(), "before the build")
+
+			release := pgtest.HeldBuild(t, db, c.hold, "public", "orders",
+				"create index concurrently orders_customer_id_idx on public.orders (customer_id)")
+			during := map[string]events.RemovalReason{"orders_status_created_dup": events.RemovalDuplicate}
+			if c.hidden {
+				during = map[string]events.RemovalReason{}
+			}
+			require.Equal(t, during, proposed(), "during someone else's build of orders_customer_id_idx (INVALID)")
+
+			require.NoError(t, release())
+			require.Equal(t, before, proposed(), "after the build")
+		})
 	}
 }

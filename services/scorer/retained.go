@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -43,6 +44,18 @@ func (s *Scorer) retainedWorkload(target string, r *Retained, opts Options) ([]*
 			continue
 		}
 		seen[key{q.QueryID, q.WindowEnd.UTC()}] = q
+	}
+	// A history window replaces what it covers, as HandleQueryStat does.
+	for k, q := range seen {
+		for _, h := range seen {
+			if covers(h, q) {
+				delete(seen, k)
+				break
+			}
+		}
+	}
+	for _, q := range seen {
+		// An unknown history start (= its end) does not stretch the window.
 		if start.IsZero() || q.WindowStart.Before(start) {
 			start = q.WindowStart
 		}
@@ -56,6 +69,14 @@ func (s *Scorer) retainedWorkload(target string, r *Retained, opts Options) ([]*
 	if !opts.Since.IsZero() {
 		start = opts.Since
 	}
+	// As loadWorkload: running samples count only for a statement
+	// pg_stat_statements has nothing of, and its text comes first.
+	finished := map[string]bool{}
+	for k, q := range seen {
+		if q.WindowSource != events.WindowActivity {
+			finished[k.id] = true
+		}
+	}
 	byID := map[string]*statement{}
 	latest := map[string]time.Time{}
 	for k, q := range seen {
@@ -64,11 +85,28 @@ func (s *Scorer) retainedWorkload(target string, r *Retained, opts Options) ([]*
 			st = &statement{QueryID: k.id}
 			byID[k.id] = st
 		}
-		st.Calls += q.Calls
-		st.TotalMs += q.TotalExecTimeMs
-		if k.end.After(latest[k.id]) || st.Query == "" {
+		activity := q.WindowSource == events.WindowActivity
+		if !activity || !finished[k.id] {
+			st.Calls += q.Calls
+			st.TotalMs += q.TotalExecTimeMs
+			st.Rows += q.Rows
+		}
+		if (!activity || !finished[k.id]) && (k.end.After(latest[k.id]) || st.Query == "") {
 			st.Query, latest[k.id] = q.Query, k.end
 		}
+		if events.IsHistory(q.WindowSource) && k.end.After(st.HistoryEnd) {
+			st.HistorySource, st.HistoryStart, st.HistoryEnd = q.WindowSource, q.WindowStart.UTC(), k.end
+		}
+		st.Unfinished = st.Unfinished || q.Unfinished
+	}
+	// Parameter samples newest first, as loadWorkload reads them.
+	keys := make([]key, 0, len(seen))
+	for k := range seen {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].end.After(keys[j].end) })
+	for _, k := range keys {
+		byID[k.id].addParamSamples(seen[k].ParamSamples)
 	}
 	out := make([]*statement, 0, len(byID))
 	for _, st := range byID {
@@ -80,28 +118,106 @@ func (s *Scorer) retainedWorkload(target string, r *Retained, opts Options) ([]*
 	return out, start.UTC(), end.UTC()
 }
 
-// retainedWrites is writes over r's table statistics: the index-
-// maintaining writes of schema.table observed between from and to, one
-// sample per observation time.
-func retainedWrites(r *Retained, target, schema, table string, from, to time.Time) float64 {
-	samples := map[time.Time]float64{}
+// covers reports whether history window h replaces window q of the same
+// statement (see HandleQueryStat): h ends after q and starts at or before
+// it (or at an unknown time); activity samples are never covered.
+func covers(h, q *events.QueryStatObserved) bool {
+	return h != q && h.QueryID == q.QueryID && events.IsHistory(h.WindowSource) && q.WindowSource != events.WindowActivity &&
+		h.WindowEnd.After(q.WindowEnd) && (h.WindowSource == events.WindowHistoryUnknown || !h.WindowStart.After(q.WindowStart))
+}
+
+// maxParamSamples caps the parameter samples a statement carries.
+const maxParamSamples = 32
+
+// addParamSamples appends samples to st's, up to maxParamSamples.
+func (st *statement) addParamSamples(samples [][]string) {
+	for _, v := range samples {
+		if len(st.ParamSamples) >= maxParamSamples {
+			return
+		}
+		st.ParamSamples = append(st.ParamSamples, v)
+	}
+}
+
+// window names st's workload window for the evidence ("" for deltas only).
+func (st *statement) window() string {
+	switch {
+	case st.HistorySource != "":
+		return events.DescribeWindow(st.HistorySource, st.HistoryStart, st.HistoryEnd)
+	case st.Unfinished:
+		return events.DescribeWindow(events.WindowActivity, time.Time{}, time.Time{})
+	case st.averaged:
+		return fmt.Sprintf("%s peak, not in the window: its history since %s averaged to the window",
+			st.forecast.Peak.Name(), st.forecast.HistoryStart.Format("2006-01-02"))
+	}
+	return ""
+}
+
+// retainedWrites is writes over r's table statistics: the write counters
+// of schema.table observed between from and to, one sample per
+// observation time.
+func retainedWrites(r *Retained, target, schema, table string, from, to time.Time) tableWrites {
+	samples := map[time.Time]writeCounters{}
 	for _, ts := range r.TableStats {
 		if ts == nil || ts.Target != target || ts.Schema != schema || ts.Table != table ||
 			!ts.ObservedAt.After(from) || ts.ObservedAt.After(to) {
 			continue
 		}
-		samples[ts.ObservedAt.UTC()] = float64(ts.Inserts + ts.Updates - ts.HotUpdates)
+		newPage := notCounted
+		if ts.NewPageUpdates != nil {
+			newPage = float64(*ts.NewPageUpdates)
+		}
+		samples[ts.ObservedAt.UTC()] = writeCounters{float64(ts.Inserts), float64(ts.Updates), float64(ts.HotUpdates), float64(ts.Deletes), newPage}
 	}
 	at := make([]time.Time, 0, len(samples))
 	for t := range samples {
 		at = append(at, t)
 	}
 	sort.Slice(at, func(i, j int) bool { return at[i].Before(at[j]) })
-	values := make([]float64, len(at))
+	values := make([]writeCounters, len(at))
 	for i, t := range at {
 		values[i] = samples[t]
 	}
-	return counterIncrease(values)
+	return countersIncrease(values)
+}
+
+// writeCounters is one observation of a table's cumulative write
+// counters: inserts, updates, HOT updates, deletes and updates to a new
+// page, the last notCounted where the server does not count it (before
+// PostgreSQL 16, and in samples stored before the scorer kept it).
+type writeCounters [5]float64
+
+// notCounted marks a counter the observation does not have (counters are
+// never negative).
+const notCounted = -1.0
+
+// countersIncrease is counterIncrease of each counter of values, and the
+// share of updates that found room on their page when every sample counts
+// updates to a new page.
+func countersIncrease(values []writeCounters) tableWrites {
+	var out writeCounters
+	for k := range out {
+		col := make([]float64, len(values))
+		for i, v := range values {
+			col[i] = v[k]
+		}
+		out[k] = counterIncrease(col)
+	}
+	tw := tableWrites{inserts: out[0], updates: out[1], hotUpdates: out[2], deletes: out[3]}
+	if len(values) == 0 || slices.ContainsFunc(values, func(v writeCounters) bool { return v[4] == notCounted }) {
+		return tw
+	}
+	// The share of updates that found room on their page: over the
+	// window, or since the reset when the window counted none.
+	updates, newPage := out[1], out[4]
+	if updates == 0 {
+		last := values[len(values)-1]
+		updates, newPage = last[1], last[4]
+	}
+	if updates > 0 {
+		tw.room, tw.roomKnown = 1-min(newPage, updates)/updates, true
+	}
+	return tw
 }
 
 // counterIncrease sums the increases of a cumulative counter over its

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/indexpilot/indexpilot/events"
+	"github.com/indexpilot/indexpilot/pkg/bytesize"
 	"github.com/indexpilot/indexpilot/services/scorer"
 )
 
@@ -50,13 +51,13 @@ func TestReportCountsWhatCannotBeScored(t *testing.T) {
 		querystat("1", "SELECT id, status FROM orders WHERE customer_id = $1", 500, end),
 		querystat("2", "INSERT INTO orders (id, customer_id, status, created_at) VALUES ($1, $2, $3, $4)", 10, end),
 		querystat("3", "SELEC broken", 10, end),
-		querystat("4", "SELECT id FROM orders WHERE created_at > now() - interval $1", 10, end),
+		querystat("4", "SELECT id FROM orders WHERE created_at > $1 AND customer_id = $2::text", 10, end),
 	)
 	r, err := s.Score(context.Background(), "main", scorer.Options{})
 	require.NoError(t, err)
 	require.Equal(t, 4, r.Statements)
 	require.Equal(t, 2, r.Unparsed, "the INSERT and the syntax error")
-	require.Equal(t, 1, r.NotEvaluable, "interval $1 cannot be prepared")
+	require.Equal(t, 1, r.NotEvaluable, "there is no operator int = text")
 	require.Equal(t, [][]string{{"customer_id"}}, columnsOf(r))
 	c := r.Chosen[0]
 	require.Equal(t, "v2", c.FormulaVersion)
@@ -110,6 +111,9 @@ func TestStorageBudgetAndPerTableCap(t *testing.T) {
 	r, err := s.Score(context.Background(), "main", scorer.Options{})
 	require.NoError(t, err)
 	require.Len(t, r.Chosen, 1, "one index per table")
+	require.Len(t, r.Held, 1, "the other is held by the cap, not dropped")
+	require.Equal(t, "max_indexes_per_table", r.Held[0].HeldReason)
+	require.NotEqual(t, r.Chosen[0].Index.Columns, r.Held[0].Index.Columns)
 
 	d.Config.Scorer.MaxIndexesPerTable = 3
 	d.Config.Scorer.StorageBudgetMB = 1
@@ -120,6 +124,17 @@ func TestStorageBudgetAndPerTableCap(t *testing.T) {
 	require.Equal(t, int64(1<<20), r.StorageBudgetBytes)
 	require.LessOrEqual(t, r.ChosenBytes, r.StorageBudgetBytes)
 	require.Less(t, len(r.Chosen), 2, "both indexes do not fit in 1 MiB")
+	// Never a silent drop: what did not fit is held, with its size and
+	// the budget, and published for the gatekeeper to list.
+	require.Len(t, r.Held, 2-len(r.Chosen))
+	for _, h := range r.Held {
+		require.Equal(t, "storage_budget", h.HeldReason)
+		require.Greater(t, h.EstimatedSizeBytes, int64(0))
+		require.Contains(t, h.HeldDetail, "estimated size "+bytesize.Human(h.EstimatedSizeBytes)+" does not fit the storage budget: ")
+		require.Contains(t, h.HeldDetail, " of 1.0 MiB already used by this run's choices")
+		require.Greater(t, h.NetBenefit, 0.0, "it pays for itself")
+	}
+	require.Len(t, r.Candidates(), 2)
 }
 
 func TestGenomeExcludesFields(t *testing.T) {
@@ -239,4 +254,22 @@ func TestPartialCandidateForMostlyNullColumn(t *testing.T) {
 	c := r.Chosen[0]
 	require.Equal(t, []string{"shipped_at"}, c.Index.Columns)
 	require.Equal(t, "(shipped_at IS NOT NULL)", c.Index.Predicate, "the partial index is smaller and serves the statement as well")
+}
+
+// TestDefaultBudgetFitsASmallDatabase: with the default settings, an index
+// larger than 10 % of a small database is still chosen — the budget has a
+// floor (scorer.storage_budget_min_mb) — instead of silently vanishing.
+func TestDefaultBudgetFitsASmallDatabase(t *testing.T) {
+	db, d := setup(t)
+	s, err := scorer.New(d)
+	require.NoError(t, err)
+	feed(t, s, querystat("1", "SELECT id FROM orders WHERE note = $1", 20, end))
+	var dbSize int64
+	require.NoError(t, db.Pool.QueryRow(context.Background(), "select pg_database_size(current_database())").Scan(&dbSize))
+	r, err := s.Score(context.Background(), "main", scorer.Options{})
+	require.NoError(t, err)
+	require.Equal(t, [][]string{{"note"}}, columnsOf(r))
+	require.Greater(t, r.Chosen[0].EstimatedSizeBytes, dbSize/20, "a sizeable index for this database")
+	require.Equal(t, int64(256<<20), r.StorageBudgetBytes, "the floor, not 10 %% of %d bytes", dbSize)
+	require.Empty(t, r.Held)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/indexpilot/indexpilot/pkg/bus"
 	"github.com/indexpilot/indexpilot/pkg/bypass"
 	"github.com/indexpilot/indexpilot/pkg/config"
+	"github.com/indexpilot/indexpilot/pkg/metadata"
 	"github.com/indexpilot/indexpilot/pkg/postgres"
 	"github.com/indexpilot/indexpilot/pkg/stage"
 )
@@ -61,6 +62,63 @@ type Scorer struct {
 	// the same proposal is not republished on every statistics poll (its
 	// id is deterministic, so a repeat after a restart is harmless).
 	sentRemovals map[string]map[string]bool
+	// trigger scores a target soon after new deltas arrive (nil: on the
+	// interval only, as outside Start).
+	trigger *trigger
+	// health records each scoring run of a target in
+	// indexpilot.stage_health (nil outside Start).
+	health *metadata.StageHealth
+	// evidence remembers the spans of the querystat events, which the
+	// candidates' spans link to (trace.go).
+	evidence *evidenceSpans
+}
+
+// trigger debounces new deltas per target: the first stored delta of a
+// target arms a timer of scorer.trigger_debounce, and when it fires the
+// target is due; later deltas meanwhile join that round. The scoring loop
+// waits on wake and scores the due targets.
+type trigger struct {
+	debounce time.Duration
+	mu       sync.Mutex
+	armed    map[string]bool
+	due      map[string]bool
+	wake     chan struct{}
+}
+
+func newTrigger(debounce time.Duration) *trigger {
+	return &trigger{debounce: debounce, armed: map[string]bool{}, due: map[string]bool{}, wake: make(chan struct{}, 1)}
+}
+
+// note arms target's timer unless it is armed already.
+func (tr *trigger) note(target string) {
+	if tr == nil {
+		return
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.armed[target] {
+		return
+	}
+	tr.armed[target] = true
+	time.AfterFunc(tr.debounce, func() {
+		tr.mu.Lock()
+		delete(tr.armed, target)
+		tr.due[target] = true
+		tr.mu.Unlock()
+		select {
+		case tr.wake <- struct{}{}:
+		default:
+		}
+	})
+}
+
+// take returns and clears the due targets.
+func (tr *trigger) take() map[string]bool {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	due := tr.due
+	tr.due = map[string]bool{}
+	return due
 }
 
 // New returns a scorer on d. Its bypass is the configured switches only.
@@ -74,7 +132,8 @@ func NewWith(d stage.Deps, opts StartOptions) (*Scorer, error) {
 	if opts.Bypass == nil {
 		opts.Bypass = bypass.NewState(d.Config.Features.Bypass, d.Clock)
 	}
-	s := &Scorer{deps: d, bp: opts.Bypass, metrics: newInstruments(opts.Meter), dirty: map[string]bool{}, removalsDirty: map[string]bool{}, sentRemovals: map[string]map[string]bool{}}
+	s := &Scorer{deps: d, bp: opts.Bypass, metrics: newInstruments(opts.Meter), dirty: map[string]bool{}, removalsDirty: map[string]bool{}, sentRemovals: map[string]map[string]bool{},
+		evidence: newEvidenceSpans(maxTracedStatements)}
 	// Score every target once after a start: the workload in the control
 	// database may have changed while no scorer ran.
 	for _, t := range d.Targets.Names() {
@@ -84,7 +143,8 @@ func NewWith(d stage.Deps, opts StartOptions) (*Scorer, error) {
 }
 
 // Start consumes workload statistics and scores changed targets every
-// scorer.interval until ctx is done. While the bypass pauses the scorer
+// scorer.interval, and a target scorer.trigger_debounce after new deltas
+// of it arrived, until ctx is done. While the bypass pauses the scorer
 // (stage level) or switches the system off, it keeps storing statistics
 // but scores nothing: no what-if load on the targets, no events published.
 func Start(ctx context.Context, d stage.Deps) error { return StartWith(ctx, d, StartOptions{}) }
@@ -105,6 +165,10 @@ func StartWith(ctx context.Context, d stage.Deps, opts StartOptions) error {
 	if err != nil {
 		return err
 	}
+	if d.Config.Scorer.TriggerDebounce > 0 {
+		s.trigger = newTrigger(d.Config.Scorer.TriggerDebounce)
+	}
+	s.health = metadata.NewStageHealth(d.Control, d.Logger, Name)
 	r, err := d.Bus.NewRouter(Name, time.Minute)
 	if err != nil {
 		return err
@@ -113,6 +177,9 @@ func StartWith(ctx context.Context, d stage.Deps, opts StartOptions) error {
 		return err
 	}
 	if err := r.Handle("tablestats", events.TypeTableStatObserved, s.HandleTableStat); err != nil {
+		return err
+	}
+	if err := r.Handle("appstats", events.TypeAppStatObserved, s.HandleAppStat); err != nil {
 		return err
 	}
 	errc := make(chan error, 1)
@@ -128,6 +195,10 @@ func StartWith(ctx context.Context, d stage.Deps, opts StartOptions) error {
 	}
 	t := time.NewTicker(d.Config.Scorer.Interval)
 	defer t.Stop()
+	var wake <-chan struct{}
+	if s.trigger != nil {
+		wake = s.trigger.wake
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -140,8 +211,20 @@ func StartWith(ctx context.Context, d stage.Deps, opts StartOptions) error {
 			return nil
 		case <-t.C:
 			s.ScoreDirty(ctx)
+		case <-wake:
+			s.scoreDirty(ctx, s.trigger.take())
 		}
 	}
+}
+
+// rhythm is how soon new workload is scored: the trigger's debounce when
+// it is shorter than the interval, else the interval.
+func (s *Scorer) rhythm() time.Duration {
+	c := s.deps.Config.Scorer
+	if c.TriggerDebounce > 0 && c.TriggerDebounce < c.Interval {
+		return c.TriggerDebounce
+	}
+	return c.Interval
 }
 
 func (s *Scorer) markDirty(target string) {
@@ -157,20 +240,24 @@ func (s *Scorer) markRemovalsDirty(target string) {
 }
 
 // takeDirty returns and clears the targets to score and, apart from
-// those, the targets whose removals only need a look, in name order.
-func (s *Scorer) takeDirty() (full, removalsOnly []string) {
+// those, the targets whose removals only need a look, in name order. With
+// only set, it takes the targets in it only (and their removals).
+func (s *Scorer) takeDirty(only map[string]bool) (full, removalsOnly []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for t := range s.dirty {
-		full = append(full, t)
-	}
-	for t := range s.removalsDirty {
-		if !s.dirty[t] {
-			removalsOnly = append(removalsOnly, t)
+		if only == nil || only[t] {
+			full = append(full, t)
+			delete(s.dirty, t)
+			delete(s.removalsDirty, t)
 		}
 	}
-	s.dirty = map[string]bool{}
-	s.removalsDirty = map[string]bool{}
+	for t := range s.removalsDirty {
+		if only == nil || only[t] {
+			removalsOnly = append(removalsOnly, t)
+			delete(s.removalsDirty, t)
+		}
+	}
 	sort.Strings(full)
 	sort.Strings(removalsOnly)
 	return full, removalsOnly
@@ -202,11 +289,14 @@ func (s *Scorer) allowed(ctx context.Context) bool {
 // whose statistics changed. A target that fails is logged and marked dirty
 // again; it never stops the others. While the bypass pauses the scorer it
 // does nothing: the changed targets stay marked until it resumes.
-func (s *Scorer) ScoreDirty(ctx context.Context) {
+func (s *Scorer) ScoreDirty(ctx context.Context) { s.scoreDirty(ctx, nil) }
+
+// scoreDirty is ScoreDirty for the targets in only (every target: nil).
+func (s *Scorer) scoreDirty(ctx context.Context, only map[string]bool) {
 	if !s.allowed(ctx) {
 		return
 	}
-	full, removalsOnly := s.takeDirty()
+	full, removalsOnly := s.takeDirty(only)
 	for i, target := range full {
 		if ctx.Err() != nil {
 			return
@@ -222,20 +312,29 @@ func (s *Scorer) ScoreDirty(ctx context.Context) {
 			return
 		}
 		if err == nil {
-			err = s.publish(ctx, target, rep.Chosen, rep.Removals)
+			err = s.publish(ctx, target, rep.Candidates(), rep.Removals)
 		}
 		if err != nil {
 			if ctx.Err() == nil {
 				s.deps.Logger.Warn("score target", "target", target, "error", err.Error())
 				s.markDirty(target)
+				s.health.Beat(ctx, target, s.deps.Clock(), s.rhythm(), nil, err)
 			}
 			continue
 		}
 		s.deps.Logger.Info("scored target", "target", target, "candidates", len(rep.Chosen), "removals", len(rep.Removals))
+		var scored *time.Time
+		if !rep.WindowEnd.IsZero() {
+			scored = &rep.WindowEnd
+		}
+		s.health.Beat(ctx, target, s.deps.Clock(), s.rhythm(), scored, nil)
 	}
 	for i, target := range removalsOnly {
 		if ctx.Err() != nil {
 			return
+		}
+		if !s.removalLookDue(target) {
+			continue
 		}
 		if !s.allowed(ctx) {
 			s.requeue(nil, removalsOnly[i:])
@@ -246,7 +345,7 @@ func (s *Scorer) ScoreDirty(ctx context.Context) {
 			if err != nil {
 				return err
 			}
-			rm, err := s.removals(ctx, pool, target, s.deps.Config.Scorer.FormulaVersion)
+			rm, err := s.removals(ctx, pool, target, s.deps.Config.Scorer.FormulaVersion, nil)
 			if err != nil {
 				return err
 			}
@@ -278,6 +377,7 @@ func (s *Scorer) publish(ctx context.Context, target string, chosen []*events.In
 	for _, c := range chosen {
 		out = append(out, c)
 	}
+	parents, endSpans := s.candidateSpans(ctx, target, chosen)
 	s.mu.Lock()
 	sent := s.sentRemovals[target]
 	if sent == nil {
@@ -293,11 +393,17 @@ func (s *Scorer) publish(ctx context.Context, target string, chosen []*events.In
 	}
 	s.mu.Unlock()
 	if len(out) == 0 {
+		endSpans(false)
 		return nil
 	}
-	if err := s.deps.Bus.Publish(ctx, Name, "", out...); err != nil {
+	for len(parents) < len(out) {
+		parents = append(parents, nil) // removals: from ctx
+	}
+	if err := s.deps.Bus.PublishWithParents(ctx, Name, "", out, parents); err != nil {
+		endSpans(true)
 		return err
 	}
+	endSpans(false)
 	s.mu.Lock()
 	for _, id := range fresh {
 		sent[id] = true
@@ -309,6 +415,14 @@ func (s *Scorer) publish(ctx context.Context, target string, chosen []*events.In
 // HandleQueryStat stores one statement delta. The row's natural key
 // (target, query_id, window_end) makes a redelivery a no-op without an
 // inbox row per delta.
+//
+// A history window (events.IsHistory) is cumulative: it replaces the rows
+// of its statement it covers (those ending before it and starting at or
+// after its start; every earlier one for an unknown start), and a row it
+// covers that arrives later is dropped. So a collector restart, which
+// publishes the history again, never counts a call twice, in whatever
+// order the events arrive. Activity samples are never covered: they are
+// not in pg_stat_statements.
 func (s *Scorer) HandleQueryStat(ctx context.Context, env events.Envelope, p events.Payload) ([]events.Payload, error) {
 	q, ok := p.(*events.QueryStatObserved)
 	if !ok {
@@ -317,17 +431,53 @@ func (s *Scorer) HandleQueryStat(ctx context.Context, env events.Envelope, p eve
 	if q.Calls <= 0 || q.QueryID == "" {
 		return nil, bus.Permanent(fmt.Errorf("querystat %s: no calls or no query id", env.ID))
 	}
-	tag, err := s.deps.Control.Exec(ctx, `/* indexpilot:scorer */
-insert into indexpilot.workload_stats
-  (target, query_id, window_end, window_start, query, calls, total_exec_time_ms, rows)
-values ($1, $2, $3, $4, $5, $6, $7, $8)
-on conflict (target, query_id, window_end) do nothing`,
-		q.Target, q.QueryID, q.WindowEnd, q.WindowStart, q.Query, q.Calls, q.TotalExecTimeMs, q.Rows)
+	var samples []byte
+	if len(q.ParamSamples) > 0 {
+		b, err := json.Marshal(q.ParamSamples)
+		if err != nil {
+			return nil, bus.Permanent(err)
+		}
+		samples = b
+	}
+	tx, err := s.deps.Control.Begin(ctx)
 	if err != nil {
 		return nil, classify(fmt.Errorf("store querystat %s: %w", env.ID, err))
 	}
-	if tag.RowsAffected() > 0 {
+	defer func() { _ = tx.Rollback(ctx) }()
+	tag, err := tx.Exec(ctx, `/* indexpilot:scorer */
+insert into indexpilot.workload_stats
+  (target, query_id, window_end, window_start, query, calls, total_exec_time_ms, rows, window_source, unfinished, param_samples)
+select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+ where $9 = 'activity' or not exists (
+       select 1 from indexpilot.workload_stats h
+        where h.target = $1 and h.query_id = $2 and h.window_source like 'history:%' and h.window_end > $3
+          and (h.window_source = 'history:unknown' or h.window_start <= $4))
+on conflict (target, query_id, window_end) do nothing`,
+		q.Target, q.QueryID, q.WindowEnd, q.WindowStart, q.Query, q.Calls, q.TotalExecTimeMs, q.Rows,
+		q.WindowSource, q.Unfinished, samples)
+	if err != nil {
+		return nil, classify(fmt.Errorf("store querystat %s: %w", env.ID, err))
+	}
+	changed := tag.RowsAffected() > 0
+	if changed && events.IsHistory(q.WindowSource) {
+		if _, err := tx.Exec(ctx, `/* indexpilot:scorer */
+delete from indexpilot.workload_stats
+ where target = $1 and query_id = $2 and window_end < $3 and window_source <> 'activity'
+   and ($5 = 'history:unknown' or window_start >= $4)`,
+			q.Target, q.QueryID, q.WindowEnd, q.WindowStart, q.WindowSource); err != nil {
+			return nil, classify(fmt.Errorf("store querystat %s: %w", env.ID, err))
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, classify(fmt.Errorf("store querystat %s: %w", env.ID, err))
+	}
+	// Remembered even when no row changed (a redelivery is the same event;
+	// a window a history window covers is the same statement's workload,
+	// counted in that history).
+	s.evidence.note(q.Target, q.QueryID, env.ID, bus.ProducerSpanContext(ctx))
+	if changed {
 		s.markDirty(q.Target)
+		s.trigger.note(q.Target)
 	}
 	return nil, nil
 }
@@ -358,9 +508,9 @@ on conflict (target, schema_name, table_name) do update
 		return nil, classify(fmt.Errorf("store tablestat %s: %w", env.ID, err))
 	}
 	_, err = tx.Exec(ctx, `/* indexpilot:scorer */
-insert into indexpilot.table_stat_samples (target, schema_name, table_name, observed_at, inserts, updates, hot_updates, deletes)
-values ($1, $2, $3, $4, $5, $6, $7, $8)
-on conflict do nothing`, ts.Target, ts.Schema, ts.Table, ts.ObservedAt, ts.Inserts, ts.Updates, ts.HotUpdates, ts.Deletes)
+insert into indexpilot.table_stat_samples (target, schema_name, table_name, observed_at, inserts, updates, hot_updates, deletes, newpage_updates)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+on conflict do nothing`, ts.Target, ts.Schema, ts.Table, ts.ObservedAt, ts.Inserts, ts.Updates, ts.HotUpdates, ts.Deletes, ts.NewPageUpdates)
 	if err != nil {
 		return nil, classify(fmt.Errorf("store tablestat sample %s: %w", env.ID, err))
 	}

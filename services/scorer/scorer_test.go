@@ -24,6 +24,13 @@ func setup(t *testing.T) (*pgtest.Database, stage.Deps) {
 	t.Helper()
 	db := pgtest.NewDatabase(t)
 	db.RequireExtension(t, "hypopg")
+	return db, setupOn(t, db)
+}
+
+// setupOn migrates db, fills public.orders and returns the scorer's deps
+// with db as control and target database.
+func setupOn(t *testing.T, db *pgtest.Database) stage.Deps {
+	t.Helper()
 	_, err := metadata.Migrate(context.Background(), db.Pool)
 	require.NoError(t, err)
 	db.Exec(t,
@@ -43,7 +50,7 @@ func setup(t *testing.T) (*pgtest.Database, stage.Deps) {
 	t.Cleanup(func() { _ = b.Close() })
 	targets := stage.NewTargets(cfg.Targets, "scorer")
 	t.Cleanup(targets.Close)
-	return db, stage.Deps{Config: cfg, Bus: b, Control: db.Pool, Targets: targets, Logger: logger}
+	return stage.Deps{Config: cfg, Bus: b, Control: db.Pool, Targets: targets, Logger: logger}
 }
 
 func querystat(id, query string, calls int64, end time.Time) *events.QueryStatObserved {

@@ -24,8 +24,14 @@ create table indexpilot.expression_profile (
     field_name  text not null,
     is_enabled  boolean not null default true,
     updated_at  timestamptz not null default now(),
-    unique nulls not distinct (target, tenant_id, schema_name, table_name, field_name)
+    unique (target, tenant_id, schema_name, table_name, field_name)
 );
+-- One row per field for all tenants (tenant_id null) too. Written as a
+-- partial index rather than UNIQUE NULLS NOT DISTINCT, which PostgreSQL 14
+-- does not have; the two constraints together allow exactly the same rows.
+create unique index expression_profile_all_tenants
+    on indexpilot.expression_profile (target, schema_name, table_name, field_name)
+    where tenant_id is null;
 
 -- Append-only audit of every decision and action.
 create table indexpilot.mutation_log (

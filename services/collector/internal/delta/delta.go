@@ -88,15 +88,21 @@ type rowState struct {
 }
 
 type statement struct {
+	// since starts the statement's next window: the poll that last
+	// baselined or published it.
 	since time.Time
-	rows  map[rowKey]rowState
+	// source is the WindowSource of the next window: "" for a delta, a
+	// history source for a first window that could not be published.
+	source string
+	rows   map[rowKey]rowState
 }
 
 // Baseline is what the collector remembers of one target between polls:
-// the last counters of every workload row, grouped by query id, and since
-// when each statement has been counted. A nil *Baseline is the state of a
-// collector that has not polled yet.
+// the time of the poll, the last counters of every workload row, grouped
+// by query id, and since when each statement has been counted. A nil
+// *Baseline is the state of a collector that has not polled yet.
 type Baseline struct {
+	at         time.Time
 	statsReset time.Time
 	stmts      map[string]*statement
 }
@@ -112,23 +118,33 @@ func (b *Baseline) Statements() int {
 // Compute compares cur with prev and returns one QueryStatObserved per
 // statement whose calls went up, ordered by query id, and the baseline for
 // the next poll (which assumes every returned event gets published; see
-// Restore).
+// Restore). Rows excluded by Excluded are dropped first.
 //
-// Rows excluded by Excluded are dropped first. No event is produced, and
-// the current counters become the baseline, when:
-//   - prev is nil (first poll or collector restart);
+// When prev is nil (the first poll of the target, or a collector restart)
+// the counters pg_stat_statements already holds are the first window, the
+// history (see History): nothing the server knows is thrown away. A
+// history window covers whatever the collector published of the same
+// statement since its start, so a restart re-publishing it never counts a
+// call twice in the scorer, which replaces what it covers.
+//
+// After the first poll, a row not in prev (a statement first seen, or a
+// new user or nesting level of a known one) counts in full: it was not in
+// pg_stat_statements at the previous poll, so all its counters accrued
+// since then. On PostgreSQL 17+ its stats_since confirms it; a row whose
+// stats_since is before the previous poll (it was there but unreadable) is
+// a baseline. No event is produced, and the current counters become the
+// baseline, only when:
 //   - cur.StatsReset differs from the previous one (a full reset): every
 //     statement is re-baselined;
-//   - the query id was not in prev (first sight of a statement);
-//   - for one row only: it was not in prev (first sight of that user or
-//     nesting level), its StatsSince changed (PostgreSQL 17+: evicted or
+//   - for one row only: its StatsSince changed (PostgreSQL 17+: evicted or
 //     reset and back, whatever its counters say), or any of its counters
 //     went down (evicted and back, or reset alone); the other rows of the
 //     statement still count.
 //
 // So a delta is never negative and never counts the same call twice.
 // WindowStart is the time the statement was last baselined or published
-// (normally the previous poll), WindowEnd is cur.At.
+// (normally the previous poll; the history's start for a history window),
+// WindowEnd is cur.At.
 func Compute(target string, prev *Baseline, cur Sample) ([]*events.QueryStatObserved, *Baseline) {
 	rows := append([]Row(nil), cur.Rows...)
 	sort.SliceStable(rows, func(i, j int) bool {
@@ -142,13 +158,18 @@ func Compute(target string, prev *Baseline, cur Sample) ([]*events.QueryStatObse
 		return !a.TopLevel && b.TopLevel
 	})
 
-	next := &Baseline{statsReset: cur.StatsReset, stmts: map[string]*statement{}}
-	reset := prev == nil || !prev.statsReset.Equal(cur.StatsReset)
+	next := &Baseline{at: cur.At, statsReset: cur.StatsReset, stmts: map[string]*statement{}}
+	first := prev == nil
+	reset := !first && !prev.statsReset.Equal(cur.StatsReset)
 
 	type sum struct {
-		query string
-		since time.Time
-		c     Counters
+		query  string
+		since  time.Time
+		source string
+		// historySince is the earliest stats_since of the statement's
+		// rows (a history window on PostgreSQL 17+).
+		historySince time.Time
+		c            Counters
 	}
 	sums := map[string]*sum{}
 	var order []string
@@ -170,26 +191,47 @@ func Compute(target string, prev *Baseline, cur Sample) ([]*events.QueryStatObse
 			sums[r.QueryID] = s
 			order = append(order, r.QueryID)
 		}
-		if reset {
+		switch {
+		case first:
+			s.c.add(r.Counters)
+			if !r.StatsSince.IsZero() && (s.historySince.IsZero() || r.StatsSince.Before(s.historySince)) {
+				s.historySince = r.StatsSince
+			}
+			continue
+		case reset:
 			continue
 		}
 		old, seen := prev.stmts[r.QueryID]
 		if !seen {
+			// First sight after the first poll: everything since then.
+			s.since = prev.at
+			if accruedSince(r, prev.at) {
+				s.c.add(r.Counters)
+			}
 			continue
 		}
-		s.since = old.since
+		s.since, s.source = old.since, old.source
 		oldRow, ok := old.rows[k]
-		if !ok || !oldRow.statsSince.Equal(r.StatsSince) {
-			continue
-		}
-		if d, ok := r.Counters.sub(oldRow.Counters); ok {
-			s.c.add(d)
+		switch {
+		case !ok:
+			if accruedSince(r, prev.at) {
+				s.c.add(r.Counters)
+			}
+		case !oldRow.statsSince.Equal(r.StatsSince):
+			// Evicted or reset and back: a baseline.
+		default:
+			if d, ok := r.Counters.sub(oldRow.Counters); ok {
+				s.c.add(d)
+			}
 		}
 	}
 
 	var out []*events.QueryStatObserved
 	for _, id := range order {
 		s := sums[id]
+		if first {
+			s.since, s.source = History(s.historySince, cur.StatsReset, cur.At)
+		}
 		if s.c.Calls <= 0 {
 			continue
 		}
@@ -205,27 +247,69 @@ func Compute(target string, prev *Baseline, cur Sample) ([]*events.QueryStatObse
 			Rows:            s.c.Rows,
 			SharedBlksHit:   s.c.SharedBlksHit,
 			SharedBlksRead:  s.c.SharedBlksRead,
+			WindowSource:    s.source,
 		})
 	}
 	return out, next
 }
 
-// Restore puts statement queryID back as prev had it, for an event Compute
-// returned that could not be published: the next poll then reports those
-// calls again, over the longer window, instead of losing them. Restoring a
-// statement prev did not have forgets it, so it is baselined again.
-func (b *Baseline) Restore(prev *Baseline, queryID string) {
-	if b == nil {
+// History is the start and the WindowSource of a statement's history
+// window ending at at: its stats_since when the server has it (PostgreSQL
+// 17+), else the view's last full reset (14+), else unknown (the window
+// then starts where it ends).
+func History(statsSince, statsReset, at time.Time) (time.Time, string) {
+	switch {
+	case !statsSince.IsZero():
+		return statsSince, events.WindowHistoryStatsSince
+	case !statsReset.IsZero():
+		return statsReset, events.WindowHistoryStatsReset
+	default:
+		return at, events.WindowHistoryUnknown
+	}
+}
+
+// accruedSince reports whether a row absent at the poll at has counters
+// that all accrued after it: always, unless its stats_since (PostgreSQL
+// 17+) says it was counting before (it was there but not read, e.g. its
+// text was unreadable).
+func accruedSince(r Row, at time.Time) bool {
+	return r.StatsSince.IsZero() || !r.StatsSince.Before(at)
+}
+
+// Restore puts back, for an event Compute returned that could not be
+// published, the statement as prev had it: the next poll then reports
+// those calls again, over the longer window, instead of losing them. A
+// statement prev did not have (a history window, or a first sight) is kept
+// with zero counters, so that the next poll counts it in full again from
+// the same window start and source.
+func (b *Baseline) Restore(prev *Baseline, ev *events.QueryStatObserved) {
+	if b == nil || ev == nil {
 		return
 	}
-	if prev == nil || prev.stmts[queryID] == nil {
-		delete(b.stmts, queryID)
+	cur := b.stmts[ev.QueryID]
+	if prev == nil || prev.stmts[ev.QueryID] == nil {
+		if cur == nil {
+			return
+		}
+		rows := make(map[rowKey]rowState, len(cur.rows))
+		for k, r := range cur.rows {
+			rows[k] = rowState{statsSince: r.statsSince}
+		}
+		b.stmts[ev.QueryID] = &statement{since: ev.WindowStart, source: ev.WindowSource, rows: rows}
 		return
 	}
-	old := prev.stmts[queryID]
+	old := prev.stmts[ev.QueryID]
 	rows := make(map[rowKey]rowState, len(old.rows))
 	for k, c := range old.rows {
 		rows[k] = c
 	}
-	b.stmts[queryID] = &statement{since: old.since, rows: rows}
+	if cur != nil {
+		// A row first seen now counted in full: again at the next poll.
+		for k, r := range cur.rows {
+			if _, ok := rows[k]; !ok {
+				rows[k] = rowState{statsSince: r.statsSince}
+			}
+		}
+	}
+	b.stmts[ev.QueryID] = &statement{since: old.since, source: old.source, rows: rows}
 }

@@ -26,15 +26,63 @@ func row(id string, user uint32, calls int64, ms float64) Row {
 
 func sample(at time.Time, rows ...Row) Sample { return Sample{At: at, StatsReset: reset, Rows: rows} }
 
-func TestFirstSightIsABaseline(t *testing.T) {
-	evs, b := Compute("main", nil, sample(t0, row("42", 10, 100, 50)))
-	require.Empty(t, evs, "the first poll must only baseline")
+func TestFirstPollPublishesTheHistory(t *testing.T) {
+	evs, b := Compute("main", nil, sample(t0, row("42", 10, 100, 50), row("42", 20, 10, 5)))
+	require.Equal(t, []*events.QueryStatObserved{{
+		Target: "main", QueryID: "42", Query: selectQ, WindowStart: reset, WindowEnd: t0,
+		Calls: 110, TotalExecTimeMs: 55, MeanExecTimeMs: 0.5, Rows: 110, SharedBlksHit: 1100, SharedBlksRead: 55,
+		WindowSource: events.WindowHistoryStatsReset,
+	}}, evs, "the first poll publishes what the server already holds, since its last reset")
 	require.Equal(t, 1, b.Statements())
 
-	// A statement first seen at a later poll is a baseline too.
-	evs, b = Compute("main", b, sample(t1, row("42", 10, 100, 50), row("43", 10, 7, 1)))
-	require.Empty(t, evs, "nothing changed for 42 and 43 is new: got %+v", evs)
+	// After it, deltas as before: nothing counted twice.
+	evs, _ = Compute("main", b, sample(t1, row("42", 10, 103, 51), row("42", 20, 10, 5)))
+	require.Len(t, evs, 1)
+	require.Equal(t, int64(3), evs[0].Calls)
+	require.Equal(t, t0, evs[0].WindowStart)
+	require.Equal(t, events.WindowDelta, evs[0].WindowSource)
+}
+
+func TestHistoryWindowPerServerVersion(t *testing.T) {
+	// PostgreSQL 17+: the earliest stats_since of the statement's rows.
+	a, b := row("42", 10, 5, 5), row("42", 20, 5, 5)
+	a.StatsSince, b.StatsSince = reset.Add(48*time.Hour), reset.Add(24*time.Hour)
+	evs, _ := Compute("main", nil, sample(t0, a, b))
+	require.Len(t, evs, 1)
+	require.Equal(t, reset.Add(24*time.Hour), evs[0].WindowStart)
+	require.Equal(t, events.WindowHistoryStatsSince, evs[0].WindowSource)
+
+	// No stats_since and no stats_reset: the window is unknown.
+	evs, _ = Compute("main", nil, Sample{At: t0, Rows: []Row{row("42", 10, 5, 5)}})
+	require.Len(t, evs, 1)
+	require.Equal(t, events.WindowHistoryUnknown, evs[0].WindowSource)
+	require.Equal(t, t0, evs[0].WindowStart, "an unknown window starts where it ends")
+	require.Equal(t, int64(5), evs[0].Calls)
+}
+
+func TestFirstSightAfterTheFirstPollCountsInFull(t *testing.T) {
+	_, b := Compute("main", nil, sample(t0, row("42", 10, 100, 50)))
+	evs, b := Compute("main", b, sample(t1, row("42", 10, 100, 50), row("43", 10, 7, 1)))
+	require.Equal(t, []*events.QueryStatObserved{{
+		Target: "main", QueryID: "43", Query: selectQ, WindowStart: t0, WindowEnd: t1,
+		Calls: 7, TotalExecTimeMs: 1, MeanExecTimeMs: 1.0 / 7, Rows: 7, SharedBlksHit: 70, SharedBlksRead: 3,
+	}}, evs, "a statement absent at the previous poll made all its calls since")
 	require.Equal(t, 2, b.Statements())
+
+	evs, _ = Compute("main", b, sample(t2, row("42", 10, 100, 50), row("43", 10, 9, 2)))
+	require.Len(t, evs, 1)
+	require.Equal(t, int64(2), evs[0].Calls, "and from then on deltas")
+	require.Equal(t, t1, evs[0].WindowStart)
+}
+
+func TestFirstSightStatsSinceBeforeThePreviousPollIsABaseline(t *testing.T) {
+	_, b := Compute("main", nil, sample(t0, row("42", 10, 100, 50)))
+	confirmed, early := row("43", 10, 7, 1), row("44", 10, 9, 1)
+	confirmed.StatsSince, early.StatsSince = t0.Add(time.Second), t0.Add(-time.Hour)
+	evs, _ := Compute("main", b, sample(t1, row("42", 10, 100, 50), confirmed, early))
+	require.Len(t, evs, 1, "44 was counting before the previous poll (unread then): a baseline")
+	require.Equal(t, "43", evs[0].QueryID)
+	require.Equal(t, int64(7), evs[0].Calls)
 }
 
 func TestNormalDelta(t *testing.T) {
@@ -136,18 +184,18 @@ func TestTwoUsersOfOneQueryIDAreSummed(t *testing.T) {
 	require.Equal(t, int64(31), ev.Rows)
 }
 
-func TestNewUserOfAKnownStatementIsBaselinedAlone(t *testing.T) {
+func TestNewUserOfAKnownStatementCountsInFull(t *testing.T) {
 	_, b := Compute("main", nil, sample(t0, row("42", 10, 100, 50)))
 	evs, _ := Compute("main", b, sample(t1, row("42", 10, 104, 52), row("42", 20, 1000, 900)))
 	require.Len(t, evs, 1)
-	require.Equal(t, int64(4), evs[0].Calls, "the new user's row is a baseline, the old one still counts")
+	require.Equal(t, int64(1004), evs[0].Calls, "the new user's row was not there at the previous poll: all its calls are new")
 }
 
 func TestRestoreKeepsUnpublishedCalls(t *testing.T) {
 	_, b0 := Compute("main", nil, sample(t0, row("42", 10, 100, 50), row("43", 10, 1, 1)))
 	evs, b1 := Compute("main", b0, sample(t1, row("42", 10, 110, 55), row("43", 10, 2, 2)))
 	require.Len(t, evs, 2)
-	b1.Restore(b0, "42") // publishing 42 failed
+	b1.Restore(b0, evs[0]) // publishing 42 failed
 
 	evs, _ = Compute("main", b1, sample(t2, row("42", 10, 115, 56), row("43", 10, 3, 3)))
 	require.Len(t, evs, 2)
@@ -182,4 +230,24 @@ func TestStatsSinceChangeRebaselinesEvenWithHigherCounters(t *testing.T) {
 	evs, _ = Compute("main", b, sample(t2, more))
 	require.Len(t, evs, 1)
 	require.Equal(t, int64(5), evs[0].Calls)
+}
+
+func TestRestoreKeepsAnUnpublishedHistoryAndFirstSight(t *testing.T) {
+	evs, b0 := Compute("main", nil, sample(t0, row("42", 10, 100, 50)))
+	require.Len(t, evs, 1)
+	b0.Restore(nil, evs[0]) // publishing the history failed
+
+	evs, b1 := Compute("main", b0, sample(t1, row("42", 10, 101, 51), row("43", 10, 4, 4)))
+	require.Len(t, evs, 2)
+	require.Equal(t, int64(101), evs[0].Calls, "the history is published again, with the calls since")
+	require.Equal(t, reset, evs[0].WindowStart)
+	require.Equal(t, events.WindowHistoryStatsReset, evs[0].WindowSource)
+	require.Equal(t, int64(4), evs[1].Calls)
+	b1.Restore(b0, evs[1]) // publishing the first sight of 43 failed
+
+	evs, _ = Compute("main", b1, sample(t2, row("42", 10, 101, 51), row("43", 10, 6, 5)))
+	require.Len(t, evs, 1)
+	require.Equal(t, "43", evs[0].QueryID)
+	require.Equal(t, int64(6), evs[0].Calls, "the unpublished first sight counts again in full")
+	require.Equal(t, t0, evs[0].WindowStart)
 }

@@ -351,8 +351,8 @@ func readErr(what string, err error) error {
 // skips, for this poll, tables on which an ACCESS EXCLUSIVE lock is held or
 // awaited (on the table or one of its indexes): the size functions would
 // queue behind it. Parameter $1 is IndexPilot's schema. PostgreSQL 16 added
-// last_seq_scan and last_idx_scan to pg_stat_user_tables and last_idx_scan
-// to pg_stat_user_indexes; before 16 they read NULL.
+// last_seq_scan, last_idx_scan and n_tup_newpage_upd to pg_stat_user_tables
+// and last_idx_scan to pg_stat_user_indexes; before 16 they read NULL.
 //
 // avg_row_width is the planner's estimate of a row's data width, as EXPLAIN
 // shows it: per live column, pg_stats.avg_width once the table has been
@@ -361,8 +361,10 @@ func readErr(what string, err error) error {
 // included.
 func TablesSQL(serverVersion int) string {
 	lastSeq, lastIdx, lastIndexScan := "null::timestamptz", "null::timestamptz", "null::timestamptz"
+	newPage := "null::int8"
 	if serverVersion >= 160000 {
 		lastSeq, lastIdx, lastIndexScan = "s.last_seq_scan", "s.last_idx_scan", "si.last_idx_scan"
+		newPage = "s.n_tup_newpage_upd"
 	}
 	return marker + `with db as (
   select oid, (select stats_reset from pg_stat_database where datname = current_database()) as stats_reset
@@ -384,7 +386,7 @@ select s.schemaname, s.relname,
        coalesce(s.seq_scan, 0), coalesce(s.idx_scan, 0),
        coalesce(s.n_tup_ins, 0), coalesce(s.n_tup_upd, 0), coalesce(s.n_tup_hot_upd, 0), coalesce(s.n_tup_del, 0),
        coalesce(x.indexes, '[]'::json),
-       (select stats_reset from db), ` + lastSeq + `, ` + lastIdx + `
+       (select stats_reset from db), ` + lastSeq + `, ` + lastIdx + `, ` + newPage + `
   from pg_stat_user_tables s
   join pg_class c on c.oid = s.relid
   left join lateral (
@@ -446,7 +448,7 @@ func ReadTables(ctx context.Context, q postgres.Querier, target string, serverVe
 		t := &events.TableStatObserved{Target: target, ObservedAt: at}
 		if err := rows.Scan(&t.Schema, &t.Table, &t.TableSizeBytes, &t.TotalSizeBytes, &t.LiveRows,
 			&t.AvgRowWidthBytes, &t.SeqScans, &t.IdxScans, &t.Inserts, &t.Updates, &t.HotUpdates,
-			&t.Deletes, &t.Indexes, &t.StatsResetAt, &t.LastSeqScanAt, &t.LastIdxScanAt); err != nil {
+			&t.Deletes, &t.Indexes, &t.StatsResetAt, &t.LastSeqScanAt, &t.LastIdxScanAt, &t.NewPageUpdates); err != nil {
 			return nil, fmt.Errorf("scan table statistics: %w", err)
 		}
 		if t.Indexes == nil {
@@ -470,4 +472,59 @@ func utc(t *time.Time) *time.Time {
 	}
 	u := t.UTC()
 	return &u
+}
+
+// Running is one statement pg_stat_activity shows running.
+type Running struct {
+	QueryID string
+	// Query is the text as the client sent it (up to
+	// track_activity_query_size).
+	Query      string
+	PID        int32
+	QueryStart time.Time
+	// RunningMs is how long it has run when read: a lower bound of its
+	// execution time.
+	RunningMs float64
+	// At is the server's time of the read.
+	At time.Time
+}
+
+// ActivitySQL lists the client statements of the current database that
+// have been running for at least $1 seconds, except the caller's own.
+// query_id is pg_stat_activity's (PostgreSQL 14+, computed when
+// compute_query_id is on, or auto with pg_stat_statements loaded); rows
+// without one are left out.
+const ActivitySQL = `select a.query_id, a.query, a.pid, a.query_start,
+       extract(epoch from (now() - a.query_start)) * 1000, now()
+  from pg_stat_activity a
+ where a.datname = current_database() and a.state = 'active' and a.backend_type = 'client backend'
+   and a.pid <> pg_backend_pid() and a.query_id is not null and a.query_start is not null
+   and now() - a.query_start >= make_interval(secs => $1)
+ order by a.query_id, a.pid`
+
+// ReadActivity reads the statements of the current database running for
+// at least threshold.
+func ReadActivity(ctx context.Context, q postgres.Querier, threshold time.Duration) ([]Running, error) {
+	rows, err := q.Query(ctx, marker+ActivitySQL, threshold.Seconds())
+	if err != nil {
+		return nil, fmt.Errorf("read pg_stat_activity: %w", err)
+	}
+	defer rows.Close()
+	var out []Running
+	for rows.Next() {
+		var (
+			r  Running
+			id int64
+		)
+		if err := rows.Scan(&id, &r.Query, &r.PID, &r.QueryStart, &r.RunningMs, &r.At); err != nil {
+			return nil, fmt.Errorf("scan pg_stat_activity: %w", err)
+		}
+		r.QueryID = strconv.FormatInt(id, 10)
+		r.QueryStart, r.At = r.QueryStart.UTC(), r.At.UTC()
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read pg_stat_activity: %w", err)
+	}
+	return out, nil
 }

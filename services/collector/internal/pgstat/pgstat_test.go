@@ -121,12 +121,13 @@ func TestReadTables(t *testing.T) {
 		"create unique index orders_customer_note on orders (customer_id, note)",
 		"insert into orders select g, g % 10, 'n' || g from generate_series(1, 200) g",
 		"update orders set note = note || 'x' where id <= 5",
-		"delete from orders where id > 190; select pg_stat_force_next_flush()",
+		"delete from orders where id > 190",
 		"create schema indexpilot",
 		"create table indexpilot.mutation_log (id bigint primary key)",
 		"create schema app",
 		"create table app.empty_one (a int, b text)",
 	)
+	pgtest.FlushStats(t, db.Pool)
 
 	at := time.Now().UTC()
 	var got []*events.TableStatObserved
@@ -224,8 +225,14 @@ func TestReadTablesIndexFlagsAndScans(t *testing.T) {
 		"alter table rooms add constraint rooms_no_overlap exclude using gist (id with =, during with &&)",
 		"create index rooms_note_idx on rooms (note)",
 		"insert into rooms select g, 'c' || g, tsrange('2026-01-01'::timestamp + g * interval '1 day', '2026-01-01'::timestamp + (g + 1) * interval '1 day') from generate_series(1, 50) g",
-		"set enable_seqscan = off; select count(*) from rooms where code = 'c7'; select pg_stat_force_next_flush()",
 	)
+	// One session: the setting, the scan and the flush.
+	c, err := db.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	_, err = c.Exec(ctx, "set enable_seqscan = off; select count(*) from rooms where code = 'c7'")
+	require.NoError(t, err)
+	pgtest.FlushStats(t, c)
+	c.Release()
 	var got []*events.TableStatObserved
 	require.Eventually(t, func() bool {
 		var err error
@@ -304,9 +311,11 @@ func TestTablesSQLPerVersion(t *testing.T) {
 		if v >= 160000 {
 			require.Contains(t, sql, "s.last_seq_scan")
 			require.Contains(t, sql, "si.last_idx_scan")
+			require.Contains(t, sql, "s.n_tup_newpage_upd")
 		} else {
 			require.NotContains(t, sql, "last_seq_scan", "version %d", v)
 			require.NotContains(t, sql, "last_idx_scan", "version %d", v)
+			require.NotContains(t, sql, "n_tup_newpage_upd", "version %d", v)
 		}
 	}
 }

@@ -197,6 +197,15 @@ func Build(ctx context.Context, pool *pgxpool.Pool, spec events.IndexSpec, opts 
 	if err != nil {
 		return Result{}, newError(ctx, "read table kind", err)
 	}
+	// Checked up front so that the error names what is missing: CREATE
+	// INDEX needs ownership of the table (MAINTAIN does not cover it).
+	if err := postgres.CheckBuildPrivilege(ctx, pool, spec.Schema, spec.Table); err != nil {
+		class := postgres.Permanent
+		if !errors.Is(err, postgres.ErrPrivilege) {
+			class = postgres.Classify(err)
+		}
+		return Result{}, &Error{Op: "check privileges", Class: class, SQLState: postgres.SQLState(err), Err: err}
+	}
 	if kind == "p" {
 		return b.runPartitioned(ctx, pool)
 	}
@@ -224,7 +233,9 @@ func (b *builder) connect(ctx context.Context) (*pgx.Conn, func(), error) {
 	cfg.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
 		return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: 10 * time.Second}
 	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	// A build's connection is one more than the server's shared budget
+	// (connections.per_server), counted and opened only with headroom.
+	conn, err := postgres.Servers().ConnectBuild(ctx, cfg)
 	if err != nil {
 		return nil, nil, newError(ctx, "connect", err)
 	}

@@ -38,7 +38,9 @@ type DropOptions struct {
 	// index that must never be removed.
 	RefuseProtected bool
 	// BeforeDrop, when set, is called with the definition just before the
-	// DROP runs, so the caller can record it first; an error stops the drop.
+	// DROP runs (under the table's advisory lock), so the caller can record
+	// it or re-check the removal first; an error stops the drop (an *Error
+	// is returned as is, anything else as "record definition").
 	BeforeDrop func(ctx context.Context, table, definition string) error
 }
 
@@ -96,6 +98,10 @@ func Drop(ctx context.Context, pool *pgxpool.Pool, schema, name string, opts Dro
 	}
 	if opts.BeforeDrop != nil {
 		if err := opts.BeforeDrop(ctx, res.Table, res.Definition); err != nil {
+			var be *Error
+			if errors.As(err, &be) {
+				return DropResult{}, be // already classified by the caller
+			}
 			return DropResult{}, newError(ctx, "record definition", err)
 		}
 	}

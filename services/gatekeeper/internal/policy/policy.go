@@ -128,16 +128,17 @@ func Approval(maxImprovementPct float64, estimate int64, approved bool, c config
 	return OK
 }
 
-// Window reports whether now is inside the maintenance window and, when
-// not, when it next opens. A window whose end is before its start crosses
-// midnight; Days are the days a window starts.
-func Window(w config.Window, now time.Time) Verdict {
-	if w.Start == "" {
-		return OK
-	}
+// window is a parsed maintenance window.
+type window struct {
+	loc        *time.Location
+	start, end int // minutes after midnight
+	days       map[time.Weekday]bool
+}
+
+func parseWindow(w config.Window) (window, error) {
 	loc, err := time.LoadLocation(w.TimeZone)
 	if err != nil {
-		return stop(events.ReasonOutsideWindow, "time zone %q: %v", w.TimeZone, err)
+		return window{}, err
 	}
 	start, _ := config.ParseClock(w.Start)
 	end, _ := config.ParseClock(w.End)
@@ -149,30 +150,51 @@ func Window(w config.Window, now time.Time) Verdict {
 			}
 		}
 	}
-	startsOn := func(t time.Time) bool { return len(days) == 0 || days[t.Weekday()] }
-	local := now.In(loc)
-	midnight := time.Date(local.Year(), local.Month(), local.Day(), 0, 0, 0, 0, loc)
-	at := func(day time.Time, min int) time.Time {
-		return time.Date(day.Year(), day.Month(), day.Day(), min/60, min%60, 0, 0, loc)
+	return window{loc: loc, start: start, end: end, days: days}, nil
+}
+
+// midnight is the start of t's day in the window's time zone.
+func (w window) midnight(t time.Time) time.Time {
+	l := t.In(w.loc)
+	return time.Date(l.Year(), l.Month(), l.Day(), 0, 0, 0, 0, w.loc)
+}
+
+// opening returns the window that starts on day (a midnight) and whether
+// one does.
+func (w window) opening(day time.Time) (s, e time.Time, ok bool) {
+	if len(w.days) > 0 && !w.days[day.Weekday()] {
+		return time.Time{}, time.Time{}, false
 	}
+	at := func(day time.Time, min int) time.Time {
+		return time.Date(day.Year(), day.Month(), day.Day(), min/60, min%60, 0, 0, w.loc)
+	}
+	s, e = at(day, w.start), at(day, w.end)
+	if w.end <= w.start {
+		e = at(day.AddDate(0, 0, 1), w.end)
+	}
+	return s, e, true
+}
+
+// Window reports whether now is inside the maintenance window and, when
+// not, when it next opens. A window whose end is before its start crosses
+// midnight; Days are the days a window starts.
+func Window(w config.Window, now time.Time) Verdict {
+	if w.Start == "" {
+		return OK
+	}
+	pw, err := parseWindow(w)
+	if err != nil {
+		return stop(events.ReasonOutsideWindow, "time zone %q: %v", w.TimeZone, err)
+	}
+	midnight := pw.midnight(now)
 	// Windows that started today or yesterday may cover now.
 	for _, back := range []int{0, 1} {
-		day := midnight.AddDate(0, 0, -back)
-		if !startsOn(day) {
-			continue
-		}
-		s := at(day, start)
-		e := at(day, end)
-		if end <= start {
-			e = at(day.AddDate(0, 0, 1), end)
-		}
-		if !local.Before(s) && local.Before(e) {
+		if s, e, ok := pw.opening(midnight.AddDate(0, 0, -back)); ok && !now.Before(s) && now.Before(e) {
 			return OK
 		}
 	}
 	for i := 0; i <= 7; i++ {
-		day := midnight.AddDate(0, 0, i)
-		if s := at(day, start); startsOn(day) && s.After(local) {
+		if s, _, ok := pw.opening(midnight.AddDate(0, 0, i)); ok && s.After(now) {
 			v := stop(events.ReasonOutsideWindow, "outside the maintenance window %s-%s %s; it opens at %s",
 				w.Start, w.End, w.TimeZone, s.Format(time.RFC3339))
 			v.RetryAt = s
@@ -180,6 +202,48 @@ func Window(w config.Window, now time.Time) Verdict {
 		}
 	}
 	return stop(events.ReasonOutsideWindow, "the maintenance window never opens")
+}
+
+// lastOpening is the start of the last maintenance window that opens
+// before t (within eight days), and whether there is one.
+func lastOpening(w config.Window, t time.Time) (time.Time, bool) {
+	pw, err := parseWindow(w)
+	if err != nil {
+		return time.Time{}, false
+	}
+	midnight := pw.midnight(t)
+	for back := 0; back <= 8; back++ {
+		if s, _, ok := pw.opening(midnight.AddDate(0, 0, -back)); ok && s.Before(t) {
+			return s, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// Forecast holds a build wanted for a forecast peak until from, the
+// earliest the scorer wants it approved; by is the latest start that
+// finishes before the peak. When the maintenance window stays shut from
+// from to by, the hold ends when its last opening before from begins
+// instead, so that the hold never pushes the build past by while a window
+// allows it before. A build past from passes (the window, CPU throttle and
+// rate-limit rules still apply after it).
+func Forecast(from, by time.Time, summary string, w config.Window, now time.Time) Verdict {
+	if !now.Before(from) {
+		return OK
+	}
+	if w.Start != "" {
+		if v := Window(w, from); !v.Pass && (v.RetryAt.IsZero() || !v.RetryAt.Before(by)) {
+			if s, ok := lastOpening(w, from); ok {
+				if !now.Before(s) {
+					return OK
+				}
+				from = s
+			}
+		}
+	}
+	v := stop(events.ReasonForecastHold, "%s: held until %s", summary, from.UTC().Format(time.RFC3339))
+	v.RetryAt = from
+	return v
 }
 
 // CPU is the throttle's decision for one target: pct is the current CPU use

@@ -130,6 +130,41 @@ func TestWindow(t *testing.T) {
 	}
 }
 
+func TestForecastHold(t *testing.T) {
+	// The peak is Monday 2026-11-30 02:00 UTC; build by 01:20, from 19:20
+	// the evening before.
+	at := func(day, h, m int) time.Time { return time.Date(2026, 11, day, h, m, 0, 0, time.UTC) }
+	by, from := at(30, 1, 20), at(29, 19, 20)
+	for _, c := range []struct {
+		name  string
+		w     config.Window
+		now   time.Time
+		pass  bool
+		retry time.Time
+	}{
+		{"days ahead: held until from", config.Window{}, at(25, 12, 0), false, from},
+		{"from reached", config.Window{}, from, true, time.Time{}},
+		{"late, even past the peak: build", config.Window{}, at(30, 3, 0), true, time.Time{}},
+		{"a window between from and by: held until from", config.Window{Start: "22:00", End: "23:00", TimeZone: "UTC"}, at(25, 12, 0), false, from},
+		{"window open at from: held until from", config.Window{Start: "18:00", End: "23:00", TimeZone: "UTC"}, at(29, 12, 0), false, from},
+		// Saturdays only: Sunday evening to Monday is shut, so the last
+		// Saturday window before the peak is the one to use.
+		{"window shut until the peak: its last opening before", config.Window{Start: "10:00", End: "16:00", Days: []string{"sat"}, TimeZone: "UTC"},
+			at(25, 12, 0), false, at(28, 10, 0)},
+		{"window shut until the peak, last opening reached", config.Window{Start: "10:00", End: "16:00", Days: []string{"sat"}, TimeZone: "UTC"},
+			at(28, 10, 0), true, time.Time{}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			v := policy.Forecast(from, by, "weekly peak expected Mon 02:00 UTC, build by 01:20", c.w, c.now)
+			check(t, v, c.pass, events.ReasonForecastHold)
+			if !c.pass {
+				require.True(t, c.retry.Equal(v.RetryAt), "held until %s, want %s", v.RetryAt, c.retry)
+				require.Contains(t, v.Detail, "peak expected Mon 02:00 UTC")
+			}
+		})
+	}
+}
+
 func TestCPU(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	ago := func(d time.Duration) *time.Time { x := now.Add(-d); return &x }

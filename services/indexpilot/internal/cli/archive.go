@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -16,23 +15,13 @@ import (
 
 // archiveCmd moves mutation_log rows older than --older-than into
 // indexpilot.mutation_log_archive (metadata.ArchiveLog).
-func archiveCmd(ctx context.Context, load func() (config.Config, error), args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("archive", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	olderThan := fs.String("older-than", "", "archive the mutation_log rows older than this (e.g. 720h or 90d)")
-	dryRun := fs.Bool("dry-run", false, "only count the rows that would move")
-	if err := fs.Parse(args); err != nil {
-		return usageError{"archive: " + err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("archive: unexpected argument %q", fs.Arg(0))}
-	}
-	if *olderThan == "" {
+func archiveCmd(ctx context.Context, load func() (config.Config, error), olderThan string, dryRun bool, stdout io.Writer) error {
+	if olderThan == "" {
 		return usageError{"archive: --older-than is required (e.g. 720h or 90d)"}
 	}
-	age, err := parseAge(*olderThan)
+	age, err := parseAge(olderThan)
 	if err != nil {
-		return usageError{fmt.Sprintf("archive: --older-than %q is not a positive duration (e.g. 720h or 90d)", *olderThan)}
+		return usageError{fmt.Sprintf("archive: --older-than %q is not a positive duration (e.g. 720h or 90d)", olderThan)}
 	}
 	cfg, err := load()
 	if err != nil {
@@ -47,18 +36,18 @@ func archiveCmd(ctx context.Context, load func() (config.Config, error), args []
 	}
 	defer pool.Close()
 	cutoff := time.Now().Add(-age)
-	n, err := metadata.ArchiveLog(ctx, pool, cutoff, 0, *dryRun)
+	n, err := metadata.ArchiveLog(ctx, pool, cutoff, 0, dryRun)
 	if err != nil {
 		return err
 	}
 	at := cutoff.UTC().Format(time.RFC3339)
-	if *dryRun {
+	if dryRun {
 		fmt.Fprintf(stdout, "dry run: %d mutation_log rows older than %s (before %s) would move to %s.mutation_log_archive\n",
-			n, *olderThan, at, metadata.Schema)
+			n, olderThan, at, metadata.Schema)
 		return nil
 	}
 	fmt.Fprintf(stdout, "moved %d mutation_log rows older than %s (before %s) to %s.mutation_log_archive\n",
-		n, *olderThan, at, metadata.Schema)
+		n, olderThan, at, metadata.Schema)
 	return nil
 }
 

@@ -1,12 +1,15 @@
 // Package cli is the indexpilot command line. Main returns the exit code:
-// 0 on success, 1 when the command failed, 2 on a usage error. Every error
-// is one line on stderr.
+// 0 on success (and for help), 1 when the command failed, 2 on a usage
+// error. Every error is one line on stderr.
+//
+// The commands are a cobra tree (commands.go): each command declares its
+// purpose, flags and an example once, and `COMMAND --help`, `-h`,
+// `indexpilot help COMMAND` and the shell completion all come from that.
 package cli
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,56 +17,63 @@ import (
 	"strings"
 
 	"github.com/indexpilot/indexpilot/pkg/config"
+	"github.com/indexpilot/indexpilot/pkg/postgres"
 	"github.com/indexpilot/indexpilot/pkg/stage"
 	"github.com/indexpilot/indexpilot/pkg/telemetry"
 	"github.com/indexpilot/indexpilot/services/adapters"
 	"github.com/indexpilot/indexpilot/services/collector"
 	"github.com/indexpilot/indexpilot/services/indexpilot"
+	"github.com/indexpilot/indexpilot/services/indexpilot/internal/dashboard"
+	"github.com/indexpilot/indexpilot/services/indexpilot/internal/decisions"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
-
-const usage = `usage: indexpilot [--config FILE] <command> [flags]
-
-commands:
-  run               run all four stages in one process (the embedded default)
-  init              create or upgrade the indexpilot schema in the control database
-                    (--target NAME: create indexpilot.query_stats and its publication in a target)
-  reload            make running collectors re-read their configuration (targets)
-  uninstall         --target NAME: drop a target's replication slot and publication
-  demo              build a demo database, show advisory recommendations, then apply them
-  recommendations   list recommendations (--json, --state, --target)
-  status            summary of recommendations, builds and workload per target
-  report            what was recommended, built, validated (before/after), reverted, removed (--json, --target, --since)
-  restore           recreate an index the executor removed: restore <removal-id>
-  archive           move mutation_log rows older than --older-than (720h, 90d) to mutation_log_archive (--dry-run)
-  bypass            show or set the 4-level bypass and the emergency stop (bypass show|set|stop|resume)
-  approve|reject    approve or reject a recommendation by id (reject needs --reason)
-  check-config      validate the configuration and print it with secrets redacted
-  replay            re-score the retained workload (--since, --formula, --json, --emit)
-  collector|scorer|gatekeeper|executor
-                    run one stage on its own (use bus.transport: kafka)
-  adapters          run the monitoring adapters on their own (Prometheus /metrics, DogStatsD, OTLP)
-
-The configuration is indexpilot_config.yaml (or --config / INDEXPILOT_CONFIG),
-then INDEXPILOT_* environment variables; INDEXPILOT_DATABASE_URL is the control
-database.
-`
 
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
+// app is what every command shares: the context, the output and the
+// global --config flag.
+type app struct {
+	ctx            context.Context
+	stdout, stderr io.Writer
+	cfgPath        string
+}
+
+// configPath is --config, else INDEXPILOT_CONFIG (else config.Load looks
+// for indexpilot_config.yaml).
+func (a *app) configPath() string {
+	if a.cfgPath != "" {
+		return a.cfgPath
+	}
+	return os.Getenv("INDEXPILOT_CONFIG")
+}
+
+// load reads the configuration: the file, then INDEXPILOT_* variables.
+func (a *app) load() (config.Config, error) { return config.Load(a.configPath(), nil) }
+
+// prepare runs before every command (not for help): the collector's
+// configuration loader and the configured mutation_logging switch for the
+// rows the CLI writes.
+func (a *app) prepare() {
+	a.ctx = collector.WithConfigLoader(a.ctx, a.load)
+	if cfg, err := a.load(); err == nil {
+		a.ctx = stage.WithConfiguredLogging(a.ctx, cfg)
+	}
+}
+
 // Main runs the command in args.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	err := run(ctx, args, stdout, stderr)
+	a := &app{ctx: ctx, stdout: stdout, stderr: stderr}
+	root := newRoot(a)
+	root.SetArgs(longFlags(root, args))
+	err := root.ExecuteContext(ctx)
 	var ue usageError
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
 	case errors.As(err, &ue):
 		fmt.Fprintln(stderr, "indexpilot:", oneLine(err))
-		fmt.Fprint(stderr, usage)
 		return 2
 	default:
 		fmt.Fprintln(stderr, "indexpilot:", oneLine(err))
@@ -75,90 +85,7 @@ func oneLine(err error) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	global := flag.NewFlagSet("indexpilot", flag.ContinueOnError)
-	global.SetOutput(io.Discard)
-	cfgPath := global.String("config", os.Getenv("INDEXPILOT_CONFIG"), "config file")
-	if err := global.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usage)
-			return err
-		}
-		return usageError{err.Error()}
-	}
-	rest := global.Args()
-	if len(rest) == 0 {
-		return usageError{"no command given"}
-	}
-	cmd, cargs := rest[0], rest[1:]
-	load := func() (config.Config, error) { return config.Load(*cfgPath, nil) }
-	ctx = collector.WithConfigLoader(ctx, load)
-	if cfg, err := load(); err == nil {
-		// The configured mutation_logging switch, for the rows the CLI writes.
-		ctx = stage.WithConfiguredLogging(ctx, cfg)
-	}
-
-	switch cmd {
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	case "check-config":
-		return checkConfig(load, cargs, stdout)
-	case "init":
-		return initCmd(ctx, load, cargs, stdout)
-	case "run":
-		return runAll(ctx, load, cargs, stderr)
-	case "recommendations", "recs":
-		return recommendations(ctx, load, cargs, stdout)
-	case "status":
-		return status(ctx, load, cargs, stdout)
-	case "report":
-		return reportCmd(ctx, load, cargs, stdout)
-	case "restore":
-		return restoreCmd(ctx, load, cargs, stdout)
-	case "archive":
-		return archiveCmd(ctx, load, cargs, stdout)
-	case "bypass":
-		return bypassCmd(ctx, load, cargs, stdout)
-	case "approve", "reject":
-		return approveCmd(ctx, load, cmd, cargs, stdout)
-	case "reload":
-		return reloadCmd(ctx, load, cargs, stdout)
-	case "uninstall":
-		return uninstallCmd(ctx, load, cargs, stdout)
-	case "demo":
-		return demoCmd(ctx, *cfgPath, cargs, stdout, stderr)
-	case "replay":
-		return replay(ctx, load, cargs, stdout, stderr)
-	case "collector", "scorer", "gatekeeper", "executor", "adapters":
-		if err := noArgs(cmd, cargs); err != nil {
-			return err
-		}
-		cfg, err := load()
-		if err != nil {
-			return err
-		}
-		return runStage(ctx, cfg, cmd)
-	}
-	return usageError{fmt.Sprintf("unknown command %q", cmd)}
-}
-
-func noArgs(cmd string, args []string) error {
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		return usageError{cmd + ": " + err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("%s: unexpected argument %q", cmd, fs.Arg(0))}
-	}
-	return nil
-}
-
-func checkConfig(load func() (config.Config, error), args []string, stdout io.Writer) error {
-	if err := noArgs("check-config", args); err != nil {
-		return err
-	}
+func checkConfig(load func() (config.Config, error), stdout io.Writer) error {
 	cfg, err := load()
 	if err != nil {
 		return err
@@ -172,22 +99,13 @@ func checkConfig(load func() (config.Config, error), args []string, stdout io.Wr
 	return err
 }
 
-func runAll(ctx context.Context, load func() (config.Config, error), args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	mode := fs.String("mode", "", "override features.auto_indexer.mode (advisory or apply)")
-	if err := fs.Parse(args); err != nil {
-		return usageError{"run: " + err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("run: unexpected argument %q", fs.Arg(0))}
-	}
+func runAll(ctx context.Context, load func() (config.Config, error), mode string, stderr io.Writer) error {
 	cfg, err := load()
 	if err != nil {
 		return err
 	}
-	if *mode != "" {
-		cfg.Features.AutoIndexer.Mode = *mode
+	if mode != "" {
+		cfg.Features.AutoIndexer.Mode = mode
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
@@ -198,7 +116,47 @@ func runAll(ctx context.Context, load func() (config.Config, error), args []stri
 		return err
 	}
 	defer shutdownTelemetry(tel)
-	return indexpilot.RunAll(ctx, cfg, logger, indexpilot.Options{
-		Handlers: map[string]http.Handler{"/metrics": tel.MetricsHandler()},
-	})
+	opts := indexpilot.Options{Handlers: map[string]http.Handler{"/metrics": tel.MetricsHandler()}}
+	if cfg.Dashboard.Listen != "" {
+		opts.Serve = func(ctx context.Context, pool *pgxpool.Pool) (func(), error) {
+			srv, err := dashboard.Serve(ctx, dashboard.Options{Config: cfg, Control: pool, Logger: logger.With("stage", "dashboard"),
+				States: stateNames()})
+			if err != nil {
+				return nil, err
+			}
+			return srv.Close, nil
+		}
+	}
+	return indexpilot.RunAll(ctx, cfg, logger, opts)
+}
+
+// dashboardCmd is `indexpilot dashboard`: the dashboard and its API on
+// their own, reading the control database (the distributed shape).
+func dashboardCmd(ctx context.Context, load func() (config.Config, error), listen string, stderr io.Writer) error {
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	if listen != "" {
+		cfg.Dashboard.Listen = listen
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+	}
+	logger := telemetry.NewLogger(cfg.Log, stderr, "dashboard")
+	pool, err := postgres.Connect(ctx, cfg.DatabaseURL, "dashboard")
+	if err != nil {
+		return fmt.Errorf("control database: %w", err)
+	}
+	defer pool.Close()
+	if err := decisions.CheckSchema(ctx, pool); err != nil {
+		return err
+	}
+	srv, err := dashboard.Serve(ctx, dashboard.Options{Config: cfg, Control: pool, Logger: logger, States: stateNames()})
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	srv.Close()
+	return nil
 }

@@ -82,12 +82,21 @@ func TestInitAndRecommendations(t *testing.T) {
 		values ('9f36b406-9336-5349-b39c-fdef26eb2fd7', 'main', 'public.t|btree|a|', 'public', 't',
 		'{"schema":"public","table":"t","method":"btree","columns":["a"]}', 'ip_t_a_12345678', 'proposed', 'advisory_mode',
 		'487650a2-4ea2-56e3-a2ab-512d3a7cc7c6', '5c05671c-c558-5f2f-9624-a656d19f511d', 'v1', 97.5, 8192,
-		'{"target":"main","candidate_id":"487650a2-4ea2-56e3-a2ab-512d3a7cc7c6","index":{"schema":"public","table":"t","method":"btree","columns":["a"]},"formula_version":"v1","what_if_method":"hypopg","window_end":"2026-11-25T12:00:00Z","max_improvement_pct":97.5,"estimated_size_bytes":8192,"statements":[{"query_id":"1","query":"select * from t where a = $1","calls":10,"mean_exec_time_ms":2,"cost_before":100,"cost_after":2.5,"improvement_pct":97.5}]}')`)
+		'{"target":"main","candidate_id":"487650a2-4ea2-56e3-a2ab-512d3a7cc7c6","index":{"schema":"public","table":"t","method":"btree","columns":["a"]},"formula_version":"v1","what_if_method":"hypopg","window_end":"2026-11-25T12:00:00Z","max_improvement_pct":97.5,"estimated_size_bytes":8192,"statements":[{"query_id":"1","query":"select * from t where a = $1","calls":10,"mean_exec_time_ms":2,"cost_before":100,"cost_after":2.5,"improvement_pct":97.5,"pricing_method":"custom:qualstats","value_sets":3}],
+		"forecast":{"query_id":"1","period":"weekly","phase":"Mon 02:00 UTC","amplitude":168,"confidence":1,"periods":5,
+		"peak_at":"2026-11-30T02:00:00Z","peak_end":"2026-11-30T03:00:00Z","build_seconds":600,
+		"build_by":"2026-11-30T01:20:00Z","build_from":"2026-11-29T19:20:00Z"}}')`)
 	code, out, _ = runCLI(t, env, "recommendations", "--evidence")
 	require.Equal(t, 0, code)
 	require.Contains(t, out, "9f36b406  main    proposed  public.t  a        97.5%")
 	require.Contains(t, out, `CREATE INDEX CONCURRENTLY "ip_t_a_12345678" ON "public"."t" USING btree ("a")`)
 	require.Contains(t, out, "plan cost     100.00 ->      2.50")
+	require.Contains(t, out, "priced custom:qualstats×3")
+	require.Contains(t, out, "forecast: weekly peak expected Mon 02:00 UTC, build by 01:20 (confidence 1.00 over 5 weeks); "+
+		"build estimated 10m0s, approved from Sun 19:20 UTC")
+	code, out, _ = runCLI(t, env, "recommendations", "--json")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, `"build_by": "2026-11-30T01:20:00Z"`)
 	code, out, _ = runCLI(t, env, "recommendations", "--json", "--state", "applied")
 	require.Equal(t, 0, code)
 	require.Equal(t, "[]\n", out)

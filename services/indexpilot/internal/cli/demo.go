@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,19 +31,29 @@ const demoSeed = 20261125
 // throttle deferred.
 const demoCPUWait = 150 * time.Second
 
-func demoCmd(ctx context.Context, cfgPath string, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	keep := fs.Bool("keep", os.Getenv("INDEXPILOT_DEMO_KEEP") != "", "keep the throwaway cluster running and its directory after the demo")
-	rows := fs.String("rows", "default", "data size: small or default")
-	per := fs.Int("per-statement", 200, "times each workload statement runs per phase")
-	verbose := fs.Bool("verbose", false, "show the pipeline's logs")
-	if err := fs.Parse(args); err != nil {
-		return usageError{"demo: " + err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("demo: unexpected argument %q", fs.Arg(0))}
-	}
+// On the demo's own cluster IndexPilot connects as demoRole, the
+// least-privilege role setup-role creates; the demo tables belong to
+// demoOwner, the application's role, which demoRole joins (--owner).
+const (
+	demoRole  = "indexpilot"
+	demoOwner = "app_owner"
+)
+
+// demoOptions are the flags of `indexpilot demo`.
+type demoOptions struct {
+	keep, verbose bool
+	rows          string
+	per           int
+
+	// For tests: dir is the throwaway cluster's directory (default
+	// <tmp>/indexpilot-demo); started is called once it runs.
+	dir     string
+	started func(*demo.Cluster)
+}
+
+func demoCmd(ctx context.Context, cfgPath string, o demoOptions, stdout, stderr io.Writer) error {
+	o.keep = o.keep || os.Getenv("INDEXPILOT_DEMO_KEEP") != ""
+	keep, rows, per, verbose := &o.keep, &o.rows, &o.per, &o.verbose
 	scale := demo.DefaultScale
 	switch *rows {
 	case "default":
@@ -61,12 +70,20 @@ func demoCmd(ctx context.Context, cfgPath string, args []string, stdout, stderr 
 	// 1. A server: the one INDEXPILOT_DATABASE_URL names (left configured
 	// as it is), or a throwaway cluster of our own.
 	adminURL := os.Getenv("INDEXPILOT_DATABASE_URL")
+	var cluster *demo.Cluster
 	if adminURL == "" {
-		dir := filepath.Join(os.TempDir(), "indexpilot-demo")
+		dir := o.dir
+		if dir == "" {
+			dir = filepath.Join(os.TempDir(), "indexpilot-demo")
+		}
 		step("starting a throwaway PostgreSQL cluster in %s", dir)
-		cluster, err := demo.StartCluster(ctx, dir, stdout)
+		var err error
+		cluster, err = demo.StartCluster(ctx, dir, stdout)
 		if err != nil {
 			return err
+		}
+		if o.started != nil {
+			o.started(cluster)
 		}
 		if *keep {
 			cluster.KeepDir = true
@@ -102,6 +119,30 @@ func demoCmd(ctx context.Context, cfgPath string, args []string, stdout, stderr 
 	}
 	stmts := demo.Workload(scale)
 
+	// IndexPilot's own connections (target and control database): on the
+	// demo's cluster, the least-privilege role, made by setup-role's own
+	// code; on a server of yours, the URL's role (the demo creates no
+	// role there).
+	ipURL := dbURL
+	if cluster != nil {
+		step("least privilege: IndexPilot connects as role %s, created as `indexpilot setup-role --owner %s --control-schema` does; the demo tables belong to %s (the application)",
+			demoRole, demoOwner, demoOwner)
+		if err := demo.OwnTables(ctx, pool, demoOwner); err != nil {
+			return err
+		}
+		ro, roleStmts, err := planSetupRole(cfgPath, setupRoleOptions{url: dbURL, role: demoRole, owners: []string{demoOwner},
+			schemas: []string{"public"}, control: true}, false)
+		if err != nil {
+			return err
+		}
+		if _, err := applySetupRole(ctx, ro, roleStmts); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "    role %s: login, not a superuser, pg_monitor, connection limit %d, member of %s, SELECT on public, owner of schema indexpilot\n",
+			demoRole, ro.connLimit, demoOwner)
+		ipURL = cluster.URLAs(demoRole, demoDatabase)
+	}
+
 	step("measuring the workload before any index: %d runs of each of %d statements", *per, len(stmts))
 	before, err := demo.Measure(ctx, pool, stmts, *per, demoSeed)
 	if err != nil {
@@ -112,8 +153,8 @@ func demoCmd(ctx context.Context, cfgPath string, args []string, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	cfg.DatabaseURL = dbURL
-	cfg.Targets = []config.Target{{Name: "demo", DSN: dbURL}}
+	cfg.DatabaseURL = ipURL
+	cfg.Targets = []config.Target{{Name: "demo", DSN: ipURL}}
 	cfg.Bus = config.Bus{Transport: config.TransportMemory}
 	cfg.Collector.Interval = time.Second
 	cfg.Scorer.Interval = time.Second
@@ -215,7 +256,7 @@ select count(*) filter (where state in ('proposed','approved','building')),
 }
 
 // demoPhase runs the pipeline until done reports true: it waits for the
-// collector's baseline poll, drives the workload so the next poll sees
+// collector's first poll, drives the workload so the next poll sees
 // deltas, and shows progress while the stages work.
 func demoPhase(ctx context.Context, cfg config.Config, logger *slog.Logger, pool *pgxpool.Pool, stmts []demo.Statement, per int,
 	out io.Writer, done func(context.Context) (bool, string, error)) error {
@@ -234,8 +275,9 @@ func demoPhase(ctx context.Context, cfg config.Config, logger *slog.Logger, pool
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	// The collector's first poll is a baseline; table statistics reaching
-	// the scorer show that it happened.
+	// Wait for the collector's first poll (it publishes the history
+	// pg_stat_statements already holds, not the drive below); table
+	// statistics reaching the scorer show that it happened.
 	if err := waitFor(ctx, errc, 30*time.Second, out, "collector baseline", func(ctx context.Context) (bool, string, error) {
 		var n int
 		err := pool.QueryRow(ctx, "/* indexpilot:demo */ select count(*) from indexpilot.table_stats where observed_at >= $1", started).Scan(&n)

@@ -3,19 +3,21 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"slices"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/indexpilot/indexpilot/events"
 	"github.com/indexpilot/indexpilot/pkg/bus"
 	"github.com/indexpilot/indexpilot/pkg/config"
 	"github.com/indexpilot/indexpilot/pkg/postgres"
 	"github.com/indexpilot/indexpilot/pkg/stage"
+	"github.com/indexpilot/indexpilot/services/indexpilot/internal/decisions"
 	"github.com/indexpilot/indexpilot/services/scorer"
 )
 
@@ -24,22 +26,14 @@ import (
 // report; with --emit it also publishes the candidates and removal
 // proposals on the configured bus, where the gatekeeper treats them like
 // any others (their ids carry the formula version).
-func replay(ctx context.Context, load func() (config.Config, error), args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	since := fs.String("since", "", "start of the window: an RFC 3339 time or a duration back from now (72h); default the configured window. "+
-		"On the kafka transport also an offset: N (every partition) or P:N (partition P), to re-read the retained statistics events from there")
-	until := fs.String("until", "", "end of the window: an RFC 3339 time; default the latest observation")
-	formula := fs.String("formula", "", "formula version ("+strings.Join(config.ScorerFormulas, ", ")+"); default scorer.formula_version")
-	target := fs.String("target", "", "only this target")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
-	emit := fs.Bool("emit", false, "also publish the candidates and removals (needs bus.transport kafka)")
-	if err := fs.Parse(args); err != nil {
-		return usageError{"replay: " + err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("replay: unexpected argument %q", fs.Arg(0))}
-	}
+// replayOptions are the flags of `indexpilot replay`.
+type replayOptions struct {
+	since, until, formula, target string
+	json, emit                    bool
+}
+
+func replay(ctx context.Context, load func() (config.Config, error), o replayOptions, stdout, stderr io.Writer) error {
+	since, until, formula, target, asJSON, emit := &o.since, &o.until, &o.formula, &o.target, &o.json, &o.emit
 	var opts scorer.Options
 	offsets, byOffset, err := scorer.ParseOffsets(*since)
 	switch {
@@ -163,19 +157,33 @@ func printReplay(w io.Writer, reports []*scorer.Report, emitted bool) {
 		}
 		fmt.Fprintf(w, "  statements %d (unparsed %d, not evaluable %d); candidates %d, proven %d, chosen %d; removals %d\n",
 			r.Statements, r.Unparsed, r.NotEvaluable, r.Generated, r.Proven, len(r.Chosen), len(r.Removals))
+		if len(r.Pricing) > 0 {
+			methods := make([]string, 0, len(r.Pricing))
+			for m, n := range r.Pricing {
+				methods = append(methods, fmt.Sprintf("%s %d", m, n))
+			}
+			sort.Strings(methods)
+			fmt.Fprintf(w, "  priced by %s; %d value-set plans\n", strings.Join(methods, ", "), r.ValuePlans)
+		}
 		if r.WorkloadCostBefore > 0 {
 			fmt.Fprintf(w, "  workload plan cost %.0f -> %.0f (%.1f %%); chosen %s of a %s budget; %d what-if calls, %d cache hits, %s\n",
 				r.WorkloadCostBefore, r.WorkloadCostAfter, 100*r.WorkloadCostAfter/r.WorkloadCostBefore,
 				humanBytes(r.ChosenBytes), humanBytes(r.StorageBudgetBytes), r.WhatIfCalls, r.CacheHits, r.Duration.Round(time.Millisecond))
 		}
-		if len(r.Chosen) > 0 {
+		if n := len(r.Chosen) + len(r.Held) + len(r.Rejected); n > 0 {
+			// The Pareto view: each candidate's read saving next to the WAL
+			// it adds per write transaction, chosen, held or rejected.
 			tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "  INDEX\tBEST GAIN\tSIZE\tNET BENEFIT\tWRITE\tBUILD\tSTATEMENTS")
-			for _, c := range r.Chosen {
-				fmt.Fprintf(tw, "  %s (%s)\t%.1f %%\t%s\t%.0f\t%.0f\t%.0f\t%d\n", c.Index.QualifiedTable(), strings.Join(c.Index.Columns, ", "),
-					c.MaxImprovementPct, humanBytes(c.EstimatedSizeBytes), c.NetBenefit, c.WriteOverheadCost, c.BuildCost, len(c.Statements))
-			}
+			fmt.Fprintln(tw, "  INDEX	OUTCOME	BEST GAIN	SIZE	READ SAVING	WAL B/WRITE TXN	HOT LOST	WRITE	BUILD	NET BENEFIT	STATEMENTS")
+			r.EachCandidate(func(c *events.IndexCandidateScored, outcome string) {
+				fmt.Fprintf(tw, "  %s (%s)\t%s\t%.1f %%\t%s\t%.0f\t%.1f\t%.0f\t%.0f\t%.0f\t%.0f\t%d\n", c.Index.QualifiedTable(),
+					strings.Join(c.Index.Columns, ", "), outcome, c.MaxImprovementPct, decisions.EstimatedSize(c.EstimatedSizeBytes), c.BenefitCost,
+					c.WALBytesPerWriteTxn, c.HotUpdatesLost, c.WriteOverheadCost, c.BuildCost, c.NetBenefit, len(c.Statements))
+			})
 			_ = tw.Flush()
+			for _, c := range r.Held {
+				fmt.Fprintf(w, "  held %s (%s): %s\n", c.Index.QualifiedTable(), strings.Join(c.Index.Columns, ", "), c.HeldDetail)
+			}
 		}
 		for _, rm := range r.Removals {
 			with := ""

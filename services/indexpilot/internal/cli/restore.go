@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 
@@ -14,16 +13,7 @@ import (
 
 // restoreCmd is `indexpilot restore <removal-id>`: recreate an index the
 // executor removed, from its recorded definition, concurrently.
-func restoreCmd(ctx context.Context, load func() (config.Config, error), args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		return usageError{"restore: " + err.Error()}
-	}
-	if fs.NArg() != 1 {
-		return usageError{"restore: want exactly one removal id (or a unique prefix of it)"}
-	}
+func restoreCmd(ctx context.Context, load func() (config.Config, error), id string, asJSON bool, stdout io.Writer) error {
 	cfg, pool, err := connect(ctx, load)
 	if err != nil {
 		return err
@@ -31,11 +21,11 @@ func restoreCmd(ctx context.Context, load func() (config.Config, error), args []
 	defer pool.Close()
 	targets := stage.NewTargets(cfg.Targets, "cli")
 	defer targets.Close()
-	res, err := executor.Restore(ctx, pool, targets, cfg.Executor, fs.Arg(0))
+	res, err := executor.Restore(ctx, pool, targets, cfg.Executor, id)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		return json.NewEncoder(stdout).Encode(res)
 	}
 	if res.AlreadyExisted {

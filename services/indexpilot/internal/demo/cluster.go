@@ -107,6 +107,18 @@ type osCredential struct {
 // when hypopg is missing. It never reads or changes the configuration of
 // any other cluster on the machine.
 func StartCluster(ctx context.Context, dir string, progress io.Writer) (*Cluster, error) {
+	return StartClusterWith(ctx, dir, progress, ClusterOptions{})
+}
+
+// ClusterOptions change a throwaway cluster's settings; zero values keep
+// the demo's.
+type ClusterOptions struct {
+	// MaxConnections is max_connections (default 50).
+	MaxConnections int
+}
+
+// StartClusterWith is StartCluster with options.
+func StartClusterWith(ctx context.Context, dir string, progress io.Writer, opts ClusterOptions) (*Cluster, error) {
 	progress = orDiscard(progress)
 	begin := time.Now()
 
@@ -153,7 +165,7 @@ func StartCluster(ctx context.Context, dir string, progress io.Writer) (*Cluster
 		return nil, fmt.Errorf("initialize cluster: %w", err)
 	}
 	fmt.Fprintf(progress, "cluster: initdb done in %s\n", since(t))
-	if err := c.writeConfig(); err != nil {
+	if err := c.writeConfig(opts); err != nil {
 		c.cleanupFailed()
 		return nil, err
 	}
@@ -168,8 +180,11 @@ func StartCluster(ctx context.Context, dir string, progress io.Writer) (*Cluster
 
 // URL is a connection URL for database db on the cluster, as superuser
 // postgres over TCP. It holds no password (trust auth).
-func (c *Cluster) URL(db string) string {
-	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", superuser, c.Port, url.PathEscape(db))
+func (c *Cluster) URL(db string) string { return c.URLAs(superuser, db) }
+
+// URLAs is URL for another role (trust auth: no password).
+func (c *Cluster) URLAs(role, db string) string {
+	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", url.PathEscape(role), c.Port, url.PathEscape(db))
 }
 
 // Stop shuts the server down (pg_ctl stop -m fast) and removes Dir unless
@@ -415,7 +430,11 @@ func (c *Cluster) makeSocketDir() error {
 
 // writeConfig appends the demo settings to postgresql.conf. The port is
 // given on the command line so that a retry can pick another.
-func (c *Cluster) writeConfig() error {
+func (c *Cluster) writeConfig(opts ClusterOptions) error {
+	maxConns := 50
+	if opts.MaxConnections > 0 {
+		maxConns = opts.MaxConnections
+	}
 	conf := fmt.Sprintf(`
 # --- added by indexpilot demo (throwaway cluster) ---
 listen_addresses = '127.0.0.1'
@@ -426,10 +445,10 @@ pg_stat_statements.max = 10000
 fsync = off
 synchronous_commit = off
 full_page_writes = off
-max_connections = 50
+max_connections = %d
 shared_buffers = '128MB'
 max_wal_size = '1GB'
-`, strings.ReplaceAll(c.SocketDir, "'", "''"))
+`, strings.ReplaceAll(c.SocketDir, "'", "''"), maxConns)
 	f, err := os.OpenFile(filepath.Join(c.DataDir, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("open postgresql.conf: %w", err)

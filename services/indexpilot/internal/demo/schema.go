@@ -280,6 +280,35 @@ func LoadSchema(ctx context.Context, pool *pgxpool.Pool, scale Scale, progress i
 	return nil
 }
 
+// OwnTables hands the demo tables to owner, a role created (NOLOGIN,
+// not a superuser) unless it exists, with CREATE on schema public: the
+// application's role, which IndexPilot's role joins to build indexes
+// (CREATE INDEX needs ownership of the table and CREATE on its schema).
+// An existing superuser is refused.
+func OwnTables(ctx context.Context, q postgres.Querier, owner string) error {
+	var super *bool
+	if err := q.QueryRow(ctx, marker+"select (select rolsuper from pg_roles where rolname = $1)", owner).Scan(&super); err != nil {
+		return fmt.Errorf("look up role %s: %s", owner, postgres.Describe(err))
+	}
+	switch {
+	case super == nil:
+		if _, err := q.Exec(ctx, marker+"create role "+postgres.Ident(owner)+" nologin"); err != nil {
+			return fmt.Errorf("create role %s: %s", owner, postgres.Describe(err))
+		}
+	case *super:
+		return fmt.Errorf("role %s is a superuser: the demo tables need an ordinary owner", owner)
+	}
+	if _, err := q.Exec(ctx, marker+"grant create on schema public to "+postgres.Ident(owner)); err != nil {
+		return fmt.Errorf("grant create on schema public to %s: %s", owner, postgres.Describe(err))
+	}
+	for _, table := range Tables() {
+		if _, err := q.Exec(ctx, marker+"alter table "+postgres.Ident("public", table)+" owner to "+postgres.Ident(owner)); err != nil {
+			return fmt.Errorf("hand %s to %s: %s", table, owner, postgres.Describe(err))
+		}
+	}
+	return nil
+}
+
 // execEach runs the ;-separated statements of script one by one, each
 // with the marker (in a multi-statement string only the first would carry
 // it in pg_stat_statements).

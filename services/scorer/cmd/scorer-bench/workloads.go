@@ -24,6 +24,13 @@ const (
 	syntheticColumns  = 20
 	syntheticRows     = 20_000
 	syntheticPerTable = 200
+	// syntheticUpdated are the two columns of every synthetic table its
+	// write mix updates: one the reads compare for equality, one they
+	// compare by range.
+	syntheticUpdatedEq    = 5
+	syntheticUpdatedRange = 15
+	// benchWindow is the scoring window of demo, pgbench and synthetic.
+	benchWindow = time.Hour
 )
 
 var demoStatuses = []string{"active", "lead", "churned", "blocked"}
@@ -35,6 +42,7 @@ func workloads() map[string]workload {
 		"demo":      demoWorkload(),
 		"pgbench":   pgbenchWorkload(),
 		"synthetic": syntheticWorkload(),
+		"oltp":      oltpWorkload(),
 	}
 }
 
@@ -52,6 +60,7 @@ func demoWorkload() workload {
 	return workload{
 		name:    "demo",
 		execute: true,
+		window:  benchWindow,
 		load: func(ctx context.Context, b *bench) error {
 			return b.exec(ctx,
 				`create table tenants (id int primary key, name text not null, plan text not null)`,
@@ -78,7 +87,7 @@ func demoWorkload() workload {
 					demoTenants, demoContacts, demoInteractions),
 			)
 		},
-		stmts: []stmt{
+		reads: []stmt{
 			{sql: "select id, first_name, last_name, status from contacts where tenant_id = $1 and email = $2", calls: 100,
 				args: func(r *rand.Rand) []any {
 					c := contact(r)
@@ -98,12 +107,17 @@ func demoWorkload() workload {
 			{sql: "select id, email, status from contacts where id = $1", calls: 100,
 				args: func(r *rand.Rand) []any { return []any{contact(r)} }},
 		},
-		// The application's writes on the same tables.
-		script: fmt.Sprintf(`\set c random(1, %d)
-\set t random(1, %d)
-UPDATE contacts SET status = 'active' WHERE id = :c;
-INSERT INTO interactions (tenant_id, contact_id, kind, occurred_at, topic) VALUES (:t, :c, 'note', now(), 'topic 1');
-`, demoContacts, demoTenants),
+		// The application's writes on the same tables: a contact changes
+		// status (each run of the script to another one than the last run
+		// set) and an interaction is logged.
+		writes: []writeTxn{{calls: 5_000,
+			sqls: []string{"UPDATE contacts SET status = $1 WHERE id = $2",
+				"INSERT INTO interactions (tenant_id, contact_id, kind, occurred_at, topic) VALUES ($1, $2, $3, now(), $4)"},
+			args: func(r *rand.Rand) [][]any {
+				c := contact(r)
+				return [][]any{{demoStatuses[(r.Intn(4)+scriptRun)%4], c},
+					{1 + c%demoTenants, c, demoKinds[r.Intn(5)], fmt.Sprintf("topic %d", r.Intn(8))}}
+			}}},
 	}
 }
 
@@ -111,6 +125,7 @@ func pgbenchWorkload() workload {
 	return workload{
 		name:    "pgbench",
 		execute: true,
+		window:  benchWindow,
 		load: func(ctx context.Context, b *bench) error {
 			u, err := url.Parse(b.dsn)
 			if err != nil {
@@ -129,7 +144,7 @@ func pgbenchWorkload() workload {
 					from generate_series(1, %d) g`, pgbenchScale*10, pgbenchScale, pgbenchAccounts, pgbenchHistory),
 			)
 		},
-		stmts: []stmt{
+		reads: []stmt{
 			{sql: "select aid, bid from pgbench_accounts where abalance = $1", calls: 50,
 				args: func(r *rand.Rand) []any { return []any{r.Intn(1000000)} }},
 			{sql: "select count(*) from pgbench_accounts where abalance between $1 and $2", calls: 50,
@@ -141,19 +156,39 @@ func pgbenchWorkload() workload {
 			{sql: "select bid, tbalance from pgbench_tellers where tbalance < $1", calls: 50,
 				args: func(r *rand.Rand) []any { return []any{-100000} }},
 		},
+		// pgbench's own TPC-B-like transaction (`pgbench -b tpcb-like`),
+		// its variables drawn as pgbench draws them.
+		writes: []writeTxn{{calls: 5_000,
+			sqls: []string{"UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2",
+				"SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+				"UPDATE pgbench_tellers SET tbalance = tbalance + $1 WHERE tid = $2",
+				"UPDATE pgbench_branches SET bbalance = bbalance + $1 WHERE bid = $2",
+				"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, CURRENT_TIMESTAMP)"},
+			args: func(r *rand.Rand) [][]any {
+				aid, bid, tid := 1+r.Intn(pgbenchAccounts), 1+r.Intn(pgbenchScale), 1+r.Intn(10*pgbenchScale)
+				delta := r.Intn(10_001) - 5_000
+				return [][]any{{delta, aid}, {aid}, {delta, tid}, {delta, bid}, {tid, bid, aid, delta}}
+			}}},
 	}
 }
 
 // syntheticWorkload is 1,000 distinct statements over five 20-column
-// tables, for the selection time (not executed).
+// tables, for the selection time; its reads are priced, not executed. Its
+// write mix updates, in every table, a column the reads compare for
+// equality and one they compare by range, and inserts rows.
 func syntheticWorkload() workload {
-	w := workload{name: "synthetic"}
+	w := workload{name: "synthetic", window: benchWindow}
+	// modulus is the number of distinct values of column c (see the load).
+	modulus := func(c int) int { return 10 + c*997 }
+	nextID := syntheticRows
 	var creates []string
 	for t := 0; t < syntheticTables; t++ {
-		var cols, vals []string
+		var cols, vals, names, params []string
 		for c := 0; c < syntheticColumns; c++ {
 			cols = append(cols, fmt.Sprintf("c%d int not null", c))
-			vals = append(vals, fmt.Sprintf("(g::bigint * %d) %% %d", 7919+c*104729, 10+c*997))
+			vals = append(vals, fmt.Sprintf("(g::bigint * %d) %% %d", 7919+c*104729, modulus(c)))
+			names = append(names, fmt.Sprintf("c%d", c))
+			params = append(params, fmt.Sprintf("$%d", c+2))
 		}
 		creates = append(creates,
 			fmt.Sprintf("create table syn%d (id int primary key, %s)", t, strings.Join(cols, ", ")),
@@ -164,17 +199,32 @@ func syntheticWorkload() workload {
 				if i == j {
 					continue
 				}
-				var sql string
+				st := stmt{calls: 1 + (i*31+j*17+t)%97}
 				switch {
 				case i < j:
-					sql = fmt.Sprintf("select id from syn%d where c%d = $1 and c%d > $2", t, i, j)
+					st.sql = fmt.Sprintf("select id from syn%d where c%d = $1 and c%d > $2", t, i, j)
+					st.args = func(r *rand.Rand) []any { return []any{r.Intn(modulus(i)), r.Intn(modulus(j))} }
 				default:
-					sql = fmt.Sprintf("select id, c%d from syn%d where c%d = $1 order by c%d limit $2", j, t, i, j)
+					st.sql = fmt.Sprintf("select id, c%d from syn%d where c%d = $1 order by c%d limit $2", j, t, i, j)
+					st.args = func(r *rand.Rand) []any { return []any{r.Intn(modulus(i)), 10} }
 				}
-				w.stmts = append(w.stmts, stmt{sql: sql, calls: 1 + (i*31+j*17+t)%97})
+				w.reads = append(w.reads, st)
 				n++
 			}
 		}
+		w.writes = append(w.writes,
+			single(fmt.Sprintf("UPDATE syn%d SET c%d = c%d + $1, c%d = c%d + $1 WHERE id = $2", t,
+				syntheticUpdatedEq, syntheticUpdatedEq, syntheticUpdatedRange, syntheticUpdatedRange), 1_000,
+				func(r *rand.Rand) []any { return []any{1 + r.Intn(9), 1 + r.Intn(syntheticRows)} }),
+			single(fmt.Sprintf("INSERT INTO syn%d (id, %s) VALUES ($1, %s)", t, strings.Join(names, ", "), strings.Join(params, ", ")), 500,
+				func(r *rand.Rand) []any {
+					nextID++
+					args := []any{nextID}
+					for c := 0; c < syntheticColumns; c++ {
+						args = append(args, r.Intn(modulus(c)))
+					}
+					return args
+				}))
 	}
 	w.load = func(ctx context.Context, b *bench) error { return b.exec(ctx, creates...) }
 	return w

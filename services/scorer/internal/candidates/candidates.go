@@ -46,6 +46,25 @@ type Options struct {
 // DefaultMinShared is Options.MinShared when it is not set.
 const DefaultMinShared = 2
 
+// MaxUsageColumns bounds what one statement's use of one table can
+// motivate: Generate considers the first MaxUsageColumns columns of each
+// of its lists (equality, range, IS NULL, IS NOT NULL, LIKE prefix, join
+// key, ORDER BY, expression predicates), in order of appearance, the
+// tenant column always among the equality ones. It is PostgreSQL's limit
+// on index key columns (INDEX_MAX_KEYS) and the upper bound of
+// scorer.max_columns, so the equality composite keeps its full width.
+const MaxUsageColumns = 32
+
+// MaxPartialPredicates bounds the partial variants of one statement's use
+// of one table: the key lists are repeated under the first
+// MaxPartialPredicates IS NOT NULL columns and under the first
+// MaxPartialPredicates shared conditions only. Unbounded, every such
+// predicate repeated every key list: a statement with n columns on one
+// table gave up to about n²/4 candidates (1,000 columns: 251,000
+// candidates and 1.1 s in Generate, each candidate then priced by
+// what-if; BenchmarkExtractGenerate).
+const MaxPartialPredicates = 4
+
 // Input is one statement of the workload.
 type Input struct {
 	// QueryID identifies the statement (pg_stat_statements queryid as a
@@ -74,13 +93,14 @@ type Candidate struct {
 //   - a single-column candidate for every equality, range, IS NULL,
 //     LIKE-prefix, join-key and ORDER BY column of a table;
 //   - multi-column candidates per statement and table: the equality columns
-//     in order of appearance, then at most one range or ORDER BY column (one
-//     candidate per range column, one for the sort column, and the equality
-//     columns alone when there are two or more). When the equality columns
-//     fill MaxColumns or more, only the left-most MaxColumns of them are
-//     proposed. The sort column is the first ORDER BY column of the table
-//     that is not fixed by an equality, provided every ORDER BY column
-//     before it is;
+//     in order of appearance, then at most one range or join-key column (one
+//     candidate per such column, and the equality columns alone when there
+//     are two or more). When the equality columns fill MaxColumns or more,
+//     only the left-most MaxColumns of them are proposed;
+//   - the sort candidate (sortKeys): the equality columns, then the ORDER BY
+//     columns not fixed by an equality, in order, with their directions
+//     (events.IndexSpec.Directions) unless the order is uniformly reversed
+//     (a backward scan of the forward index delivers it);
 //   - with Options.TenantColumn, when a table usage filters on the tenant
 //     column by equality: the tenant column leads its composites, and each
 //     other single column c also gives (tenant, c);
@@ -95,6 +115,10 @@ type Candidate struct {
 //     above, minus the columns the statement's conditions fix,
 //     WHERE <condition> — rendered from the parsed condition
 //     (indexdef.Condition), never from statement text;
+//   - per statement and table, only the first MaxUsageColumns columns of
+//     each kind, and partial variants under the first MaxPartialPredicates
+//     IS NOT NULL columns and shared conditions: the candidates of one
+//     statement stay linear in the tables it reads, whatever its length;
 //   - minus candidates on a column Options.Skip rejects;
 //   - minus anything an index in existing already covers
 //     (indexdef.FindCovering: same method, leading key columns in order,
@@ -123,22 +147,25 @@ func Generate(stmts []Input, existing map[string][]indexdef.Existing, opts Optio
 			if opts.Skip != nil {
 				u = withoutSkipped(u, opts.Skip)
 			}
+			u = bounded(u, opts.TenantColumn)
 			sets := columnSets(u, width, opts.TenantColumn)
-			for _, cols := range sets {
-				g.add(u.Table, cols, nil, "", in.QueryID)
+			for _, k := range sets {
+				g.add(u.Table, k.cols, k.dirs, nil, "", in.QueryID)
 			}
 			if !opts.NoExpressions {
 				for _, x := range expressions(u, opts.TenantColumn, width) {
-					g.add(u.Table, x.cols, []events.IndexExpr{x.expr}, "", in.QueryID)
+					g.add(u.Table, x.cols, nil, []events.IndexExpr{x.expr}, "", in.QueryID)
 				}
 			}
 			// Partial variants: the statement only reads rows where n is
 			// not null, so an index on those rows alone serves it.
-			for _, n := range u.IsNotNull {
-				for _, cols := range sets {
-					g.add(u.Table, cols, nil, indexdef.NotNullPredicate(n), in.QueryID)
+			for i, n := range u.IsNotNull {
+				if i < MaxPartialPredicates {
+					for _, k := range sets {
+						g.add(u.Table, k.cols, k.dirs, nil, indexdef.NotNullPredicate(n), in.QueryID)
+					}
 				}
-				g.add(u.Table, []string{n}, nil, indexdef.NotNullPredicate(n), in.QueryID)
+				g.add(u.Table, []string{n}, nil, nil, indexdef.NotNullPredicate(n), in.QueryID)
 			}
 			// Partial variants on a condition several statements share:
 			// the statement reads only rows that pass it.
@@ -150,14 +177,27 @@ func Generate(stmts []Input, existing map[string][]indexdef.Existing, opts Optio
 					fixed[c.Column] = true
 				}
 			}
+			applied := 0
 			for _, c := range u.Conditions {
 				if c.Test == sqlparse.CondIsNotNull || !shared[tableCond{u.Table, c}] {
 					continue // IS NOT NULL has its own variants above
 				}
+				if applied++; applied > MaxPartialPredicates {
+					break
+				}
 				pred := Condition(c).Predicate()
-				for _, cols := range sets {
-					if keys := slices.DeleteFunc(slices.Clone(cols), func(k string) bool { return fixed[k] }); len(keys) > 0 {
-						g.add(u.Table, keys, nil, pred, in.QueryID)
+				for _, k := range sets {
+					var keys, dirs []string
+					for i, c := range k.cols {
+						if !fixed[c] {
+							keys = append(keys, c)
+							if k.dirs != nil {
+								dirs = append(dirs, k.dirs[i])
+							}
+						}
+					}
+					if len(keys) > 0 {
+						g.add(u.Table, keys, dirs, nil, pred, in.QueryID)
 					}
 				}
 			}
@@ -253,7 +293,7 @@ type generator struct {
 	covered map[string]bool
 }
 
-func (g *generator) add(t sqlparse.TableRef, cols []string, exprs []events.IndexExpr, predicate, queryID string) {
+func (g *generator) add(t sqlparse.TableRef, cols, dirs []string, exprs []events.IndexExpr, predicate, queryID string) {
 	spec := events.IndexSpec{
 		Schema:      t.Schema,
 		Table:       t.Name,
@@ -261,6 +301,12 @@ func (g *generator) add(t sqlparse.TableRef, cols []string, exprs []events.Index
 		Columns:     append([]string(nil), cols...),
 		Expressions: exprs,
 		Predicate:   predicate,
+	}
+	for _, d := range dirs {
+		if d != events.DirAsc {
+			spec.Directions = append([]string(nil), dirs...)
+			break
+		}
 	}
 	key := spec.Key()
 	if g.covered[key] {
@@ -305,6 +351,31 @@ func withoutSkipped(u *sqlparse.TableUsage, skip func(schema, table, column stri
 	return &c
 }
 
+// bounded returns u with each list Generate enumerates cut to its first
+// MaxUsageColumns entries (u itself when none is longer). The tenant
+// column stays among the equality columns when u filters on it, so its
+// composites still lead with it. Conditions stay whole: they are only
+// looked up (the columns they fix, the shared ones), and
+// MaxPartialPredicates bounds the variants they give.
+func bounded(u *sqlparse.TableUsage, tenant string) *sqlparse.TableUsage {
+	const n = MaxUsageColumns
+	if len(u.Equality) <= n && len(u.Range) <= n && len(u.IsNull) <= n && len(u.IsNotNull) <= n &&
+		len(u.LikePrefix) <= n && len(u.JoinKeys) <= n && len(u.OrderBy) <= n && len(u.Expressions) <= n {
+		return u
+	}
+	c := *u
+	first := func(cols []string) []string { return cols[:min(len(cols), n)] }
+	c.Equality = first(u.Equality)
+	if tenant != "" && !contains(c.Equality, tenant) && contains(u.Equality, tenant) {
+		c.Equality = append(slices.Clone(c.Equality[:n-1]), tenant)
+	}
+	c.Range, c.IsNull, c.IsNotNull = first(u.Range), first(u.IsNull), first(u.IsNotNull)
+	c.LikePrefix, c.JoinKeys = first(u.LikePrefix), first(u.JoinKeys)
+	c.OrderBy = u.OrderBy[:min(len(u.OrderBy), n)]
+	c.Expressions = u.Expressions[:min(len(u.Expressions), n)]
+	return &c
+}
+
 type exprCandidate struct {
 	cols []string
 	expr events.IndexExpr
@@ -334,14 +405,22 @@ func expressions(u *sqlparse.TableUsage, tenant string, width int) []exprCandida
 	return out
 }
 
+// keyList is one candidate's key columns and, when a column is not in the
+// default order, their directions (events.IndexSpec.Directions).
+type keyList struct {
+	cols []string
+	dirs []string
+}
+
 // columnSets lists the key-column lists one table usage motivates: the
-// single columns first, then the multi-column ones.
-func columnSets(u *sqlparse.TableUsage, width int, tenant string) [][]string {
-	var out [][]string
+// single columns first, then the multi-column ones, then the one that
+// delivers the ORDER BY.
+func columnSets(u *sqlparse.TableUsage, width int, tenant string) []keyList {
+	var out []keyList
 	single := func(cols []string) {
 		for _, c := range cols {
 			if c != "" {
-				out = append(out, []string{c})
+				out = append(out, keyList{cols: []string{c}})
 			}
 		}
 	}
@@ -355,18 +434,25 @@ func columnSets(u *sqlparse.TableUsage, width int, tenant string) [][]string {
 	}
 	if tenant != "" && width >= 2 && contains(u.Equality, tenant) {
 		n := len(out)
-		for _, cols := range out[:n] {
-			if cols[0] != tenant {
-				out = append(out, []string{tenant, cols[0]})
+		for _, k := range out[:n] {
+			if k.cols[0] != tenant {
+				out = append(out, keyList{cols: []string{tenant, k.cols[0]}})
 			}
 		}
 	}
-	return append(out, composites(u, width, tenant)...)
+	eq := equalityColumns(u, tenant)
+	for _, cols := range composites(u, eq, width) {
+		out = append(out, keyList{cols: cols})
+	}
+	if k, ok := sortKeys(u.OrderBy, eq, width); ok {
+		out = append(out, k)
+	}
+	return out
 }
 
-// composites builds the multi-column lists: equality columns first, then
-// one range or sort column, never wider than width.
-func composites(u *sqlparse.TableUsage, width int, tenant string) [][]string {
+// equalityColumns are the usage's equality columns in order of appearance,
+// led by the tenant column when the usage filters on it.
+func equalityColumns(u *sqlparse.TableUsage, tenant string) []string {
 	var eq []string
 	if tenant != "" && contains(u.Equality, tenant) {
 		eq = append(eq, tenant)
@@ -376,6 +462,12 @@ func composites(u *sqlparse.TableUsage, width int, tenant string) [][]string {
 			eq = append(eq, c)
 		}
 	}
+	return eq
+}
+
+// composites builds the multi-column lists: equality columns first, then
+// one range or join-key column, never wider than width.
+func composites(u *sqlparse.TableUsage, eq []string, width int) [][]string {
 	if width < 2 || len(eq) == 0 {
 		return nil
 	}
@@ -387,13 +479,15 @@ func composites(u *sqlparse.TableUsage, width int, tenant string) [][]string {
 		out = append(out, eq)
 	}
 	var trailing []string
-	for _, r := range u.Range {
-		if r != "" && !contains(eq, r) && !contains(trailing, r) {
-			trailing = append(trailing, r)
+	for _, list := range [][]string{u.Range, u.JoinKeys} {
+		// A join key is an equality with the outer row's value on the
+		// inner side of a nested loop: it can follow the equality
+		// columns like a range does.
+		for _, r := range list {
+			if r != "" && !contains(eq, r) && !contains(trailing, r) {
+				trailing = append(trailing, r)
+			}
 		}
-	}
-	if s := sortColumn(u.OrderBy, eq); s != "" && !contains(trailing, s) {
-		trailing = append(trailing, s)
 	}
 	for _, t := range trailing {
 		cols := make([]string, 0, len(eq)+1)
@@ -402,17 +496,53 @@ func composites(u *sqlparse.TableUsage, width int, tenant string) [][]string {
 	return out
 }
 
-// sortColumn is the first ORDER BY column not fixed by an equality, or ""
-// when there is none. With WHERE a = $1 ORDER BY a, b the sort column is b.
-func sortColumn(order []sqlparse.OrderCol, eq []string) string {
-	for _, o := range order {
-		if !contains(eq, o.Column) {
-			return o.Column
+// sortKeys is the index that delivers the usage's ORDER BY: the equality
+// columns, then the ORDER BY columns not fixed by an equality, in order and
+// with their directions, at most width columns. When every sort column is
+// reversed from the default (DESC, nulls first) the index is the forward
+// one: a backward scan delivers the reverse order, so ORDER BY a DESC, b
+// DESC and ORDER BY a, b share the index (a, b). Mixed directions keep the
+// ones written (a DESC, b gives (a DESC, b)); explicit NULLS FIRST/LAST
+// that differ from the direction's default are kept too. ok is false when
+// there is no sort column left.
+func sortKeys(order []sqlparse.OrderCol, eq []string, width int) (keyList, bool) {
+	var k keyList
+	for _, c := range eq {
+		if len(k.cols) < width {
+			k.cols = append(k.cols, c)
+			k.dirs = append(k.dirs, events.DirAsc)
 		}
 	}
-	return ""
+	start := len(k.cols)
+	for _, o := range order {
+		if len(k.cols) >= width {
+			break
+		}
+		if contains(k.cols, o.Column) || contains(eq, o.Column) {
+			continue
+		}
+		k.cols = append(k.cols, o.Column)
+		k.dirs = append(k.dirs, events.Direction(o.Desc, o.NullsFirst))
+	}
+	if len(k.cols) == start {
+		return keyList{}, false
+	}
+	reversed := true
+	for _, d := range k.dirs[start:] {
+		reversed = reversed && d == events.DirDesc
+	}
+	plain := true
+	for i := range k.dirs {
+		if reversed && i >= start {
+			k.dirs[i] = events.DirAsc
+		}
+		plain = plain && k.dirs[i] == events.DirAsc
+	}
+	if plain {
+		k.dirs = nil
+	}
+	return k, true
 }
-
 func contains(list []string, v string) bool {
 	for _, s := range list {
 		if s == v {

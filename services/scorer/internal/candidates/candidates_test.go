@@ -31,7 +31,14 @@ func keys(cands []Candidate) []string {
 	out := make([]string, 0, len(cands))
 	for _, c := range cands {
 		table := strings.TrimPrefix(c.Spec.QualifiedTable(), "public.")
-		out = append(out, table+"("+strings.Join(c.Spec.Columns, ",")+")="+strings.Join(c.QueryIDs, ","))
+		cols := make([]string, len(c.Spec.Columns))
+		for i, col := range c.Spec.Columns {
+			cols[i] = col
+			if d := c.Spec.ColumnDirection(i); d != "" {
+				cols[i] += " " + d
+			}
+		}
+		out = append(out, table+"("+strings.Join(cols, ",")+")="+strings.Join(c.QueryIDs, ","))
 	}
 	return out
 }
@@ -73,6 +80,45 @@ func TestGenerate(t *testing.T) {
 			name: "an ORDER BY column fixed by equality is skipped for the sort column",
 			sql:  []string{"SELECT * FROM posts WHERE author_id = $1 ORDER BY author_id, id"},
 			want: []string{"posts(author_id,id)=q0", "posts(author_id)=q0", "posts(id)=q0"},
+		},
+		{
+			name: "ORDER BY of two columns without a filter gives the composite that delivers the order",
+			sql:  []string{"SELECT * FROM t ORDER BY a, b LIMIT 10"},
+			want: []string{"t(a,b)=q0", "t(a)=q0", "t(b)=q0"},
+		},
+		{
+			name: "equality columns then every ORDER BY column in order",
+			sql:  []string{"SELECT * FROM t WHERE k = $1 ORDER BY a, b LIMIT 10"},
+			want: []string{"t(a)=q0", "t(b)=q0", "t(k,a,b)=q0", "t(k)=q0"},
+		},
+		{
+			name: "uniform reverse order reuses the forward index",
+			sql:  []string{"SELECT * FROM t ORDER BY a DESC, b DESC LIMIT 10", "SELECT * FROM t ORDER BY a, b LIMIT 10"},
+			want: []string{"t(a,b)=q0,q1", "t(a)=q0,q1", "t(b)=q0,q1"},
+		},
+		{
+			name: "mixed directions keep the written ones",
+			sql:  []string{"SELECT * FROM t ORDER BY a DESC, b LIMIT 10"},
+			want: []string{"t(a DESC,b)=q0", "t(a)=q0", "t(b)=q0"},
+		},
+		{
+			name: "explicit NULLS that differ from the direction's default are kept",
+			sql:  []string{"SELECT * FROM t WHERE k = $1 ORDER BY a NULLS FIRST LIMIT 10", "SELECT * FROM t ORDER BY a DESC NULLS LAST, b DESC LIMIT 10"},
+			want: []string{"t(a DESC NULLS LAST,b DESC)=q1", "t(a)=q0,q1", "t(b)=q1", "t(k,a NULLS FIRST)=q0", "t(k)=q0"},
+		},
+		{
+			name: "an existing index in the reverse order covers the sort candidate",
+			sql:  []string{"SELECT * FROM t ORDER BY a, b LIMIT 10"},
+			existing: map[string][]indexdef.Existing{"public.t": {{Schema: "public", Table: "t", Name: "t_ab_desc", Method: "btree",
+				Columns: []string{"a", "b"}, Directions: []string{"DESC", "DESC"}, Valid: true, Ready: true}}},
+			want: []string{"t(b)=q0"},
+		},
+		{
+			name: "an existing index with other mixed directions does not cover",
+			sql:  []string{"SELECT * FROM t ORDER BY a, b LIMIT 10"},
+			existing: map[string][]indexdef.Existing{"public.t": {{Schema: "public", Table: "t", Name: "t_ab_mixed", Method: "btree",
+				Columns: []string{"a", "b"}, Directions: []string{"", "DESC"}, Valid: true, Ready: true}}},
+			want: []string{"t(a,b)=q0", "t(b)=q0"},
 		},
 		{
 			name: "single columns for IS NULL, LIKE prefix and join keys; no composite without equality",
@@ -169,7 +215,7 @@ func TestGenerate(t *testing.T) {
 		{
 			name: "tables are kept apart and schemas respected",
 			sql:  []string{"SELECT * FROM app.t x JOIN t y ON x.id = y.t_id WHERE x.a = $1 AND y.a = $2"},
-			want: []string{"app.t(a)=q0", "app.t(id)=q0", "t(a)=q0", "t(t_id)=q0"},
+			want: []string{"app.t(a,id)=q0", "app.t(a)=q0", "app.t(id)=q0", "t(a,t_id)=q0", "t(a)=q0", "t(t_id)=q0"},
 		},
 	}
 	for _, tc := range tests {

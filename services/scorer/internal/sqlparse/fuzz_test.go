@@ -2,7 +2,9 @@ package sqlparse
 
 import (
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -18,7 +20,33 @@ func (firstCatalog) ColumnTable(candidates []TableRef, _ string) (TableRef, bool
 	return candidates[0], true
 }
 
+// View makes "v" a view on itself (the depth guard must stop it), "w" a
+// plain view and "sb" a security_barrier one, so the fuzzer also walks
+// view expansion.
+func (firstCatalog) View(ref TableRef) (string, bool, bool) {
+	switch ref.Name {
+	case "v":
+		return "SELECT a, b FROM v WHERE a = 1", false, true
+	case "w":
+		return "SELECT t.a AS x, lower(t.b) AS lb, t.* FROM t JOIN w2 ON w2.k = t.k WHERE t.c IS NULL", false, true
+	case "w2":
+		return "SELECT k, count(*) AS n FROM u GROUP BY k", false, true
+	case "sb":
+		return "SELECT * FROM t WHERE secret = false", true, true
+	case "bad":
+		return "not sql", false, true
+	}
+	return "", false, false
+}
+
+// fuzzDeadline is the longest one input may take: longer is a hang.
+const fuzzDeadline = 10 * time.Second
+
 var fuzzSeeds = []string{
+	"UPDATE w SET x = $1, lb = $2 WHERE x = $3; ",
+	"DELETE FROM v WHERE a = $1",
+	"SELECT * FROM v JOIN w ON w.x = v.a JOIN sb USING (a) JOIN bad ON true WHERE lb = $1 AND x > 2 AND sb.b LIKE 'a%' ORDER BY n",
+	"WITH c AS NOT MATERIALIZED (SELECT * FROM w), d AS (SELECT DISTINCT a FROM c) SELECT * FROM c, d, (SELECT a FROM t GROUP BY a) g WHERE c.x = d.a AND g.a = $1",
 	"",
 	";",
 	"SELECT * FROM users WHERE email = $1",
@@ -54,14 +82,28 @@ var fuzzSeeds = []string{
 	"SELEC",
 }
 
-// FuzzExtract checks that Extract never panics and that what it returns
-// keeps its promises: a known kind, a fingerprint, no empty or duplicate
-// columns, and only the documented error classes.
+// FuzzExtract checks that Extract never panics or hangs and that what it
+// returns keeps its promises: a known kind, a fingerprint, no empty or
+// duplicate columns in any list (equality, range, null tests, LIKE
+// prefixes, join keys, ORDER BY, GROUP BY, expression columns, the
+// value-free conditions partial candidates are built on, the columns an
+// UPDATE assigns), known predicate kinds, and only the documented error
+// classes. FuzzCandidates (package candidates) carries the extraction on
+// into index candidates.
 func FuzzExtract(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, sql string) {
+		done := make(chan struct{})
+		timer := time.AfterFunc(fuzzDeadline, func() {
+			select {
+			case <-done:
+			default:
+				panic(fmt.Sprintf("Extract took more than %s", fuzzDeadline))
+			}
+		})
+		defer func() { close(done); timer.Stop() }()
 		for _, cat := range []Catalog{nil, firstCatalog{}} {
 			st, err := Extract(sql, cat)
 			if err != nil {
@@ -86,7 +128,19 @@ func FuzzExtract(f *testing.F) {
 				for _, e := range u.Expressions {
 					require.NotEmpty(t, e.Expr)
 					require.NotEmpty(t, e.Columns)
+					requireUniqueNonEmpty(t, e.Columns)
+					require.Contains(t, []Op{OpEquality, OpRange, OpIsNull, OpLikePrefix}, e.Op, "expression %q", e.Expr)
 				}
+				// The partial-index conditions and the written columns the
+				// candidates and the write model use.
+				seenCond := map[Condition]bool{}
+				for _, c := range u.Conditions {
+					require.NotEmpty(t, c.Column, "condition without a column: %+v", c)
+					require.Contains(t, []CondTest{CondIsNull, CondIsNotNull, CondIsTrue, CondIsFalse, CondTrue, CondFalse}, c.Test)
+					require.False(t, seenCond[c], "condition %+v twice", c)
+					seenCond[c] = true
+				}
+				requireUniqueNonEmpty(t, u.Updated)
 			}
 		}
 	})

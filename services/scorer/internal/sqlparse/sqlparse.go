@@ -147,6 +147,11 @@ type TableUsage struct {
 	// partial index with such a predicate can serve the statement. Each
 	// is listed once, in order of appearance.
 	Conditions []Condition
+	// Updated are the columns an UPDATE of this table assigns (its SET
+	// list, in order, each once; a[1] = $1 and c.f = $1 assign a and c),
+	// for the write model: an index on one of them costs the statement its
+	// HOT updates. Empty for a table the statement only reads.
+	Updated []string
 }
 
 // Statement is the result of Extract.
@@ -199,9 +204,9 @@ func Extract(sql string, cat Catalog) (*Statement, error) {
 	if len(stmts) != 1 {
 		return nil, fmt.Errorf("parse statement: %d statements: %w", len(stmts), ErrUnsupported)
 	}
-	x := &extractor{cat: cat, version: tree.GetVersion(), usage: map[TableRef]*TableUsage{}}
-	st := &Statement{}
 	node := stmts[0].GetStmt()
+	x := &extractor{cat: cat, version: tree.GetVersion(), usage: map[TableRef]*TableUsage{}, root: node}
+	st := &Statement{}
 	switch {
 	case node.GetSelectStmt() != nil:
 		if node.GetSelectStmt().GetIntoClause() != nil {
@@ -218,6 +223,7 @@ func Extract(sql string, cat Catalog) (*Statement, error) {
 	default:
 		return nil, fmt.Errorf("extract %s: %w", nodeName(node), ErrUnsupported)
 	}
+	x.applyEquivalences()
 	fp, err := pg_query.Fingerprint(sql)
 	if err != nil {
 		return nil, fmt.Errorf("fingerprint statement: %w", err)

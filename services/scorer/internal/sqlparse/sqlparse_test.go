@@ -118,7 +118,7 @@ func TestExtract(t *testing.T) {
 			sql:  "UPDATE t SET n = $1 WHERE id = $2 AND deleted_at IS NULL",
 			kind: KindUpdate,
 			want: []TableUsage{{Table: tbl("t"), Equality: []string{"id"}, IsNull: []string{"deleted_at"},
-				Conditions: []Condition{{"deleted_at", CondIsNull}}}},
+				Conditions: []Condition{{"deleted_at", CondIsNull}}, Updated: []string{"n"}}},
 		},
 		{
 			name: "LIKE constant prefix only",
@@ -258,13 +258,23 @@ func TestExtract(t *testing.T) {
 			},
 		},
 		{
-			name: "CTE is not a table; its body is walked",
-			sql: "WITH recent AS (SELECT * FROM orders WHERE created_at > $1) " +
+			name: "MATERIALIZED CTE is not a table; its body is walked, outer predicates stay outside",
+			sql: "WITH recent AS MATERIALIZED (SELECT * FROM orders WHERE created_at > $1) " +
 				"SELECT * FROM recent r JOIN customers c ON c.id = r.customer_id WHERE c.email = $2 AND r.status = $3",
 			kind: KindSelect,
 			want: []TableUsage{
 				{Table: tbl("orders"), Range: []string{"created_at"}},
 				{Table: tbl("customers"), Equality: []string{"email"}},
+			},
+		},
+		{
+			name: "CTE referenced once is inlined: outer predicates and join keys reach its table",
+			sql: "WITH recent AS (SELECT * FROM orders WHERE created_at > $1) " +
+				"SELECT * FROM recent r JOIN customers c ON c.id = r.customer_id WHERE c.email = $2 AND r.status = $3",
+			kind: KindSelect,
+			want: []TableUsage{
+				{Table: tbl("customers"), Equality: []string{"email"}, JoinKeys: []string{"id"}},
+				{Table: tbl("orders"), Equality: []string{"status"}, Range: []string{"created_at"}, JoinKeys: []string{"customer_id"}},
 			},
 		},
 		{
@@ -280,8 +290,8 @@ func TestExtract(t *testing.T) {
 				"CROSS JOIN LATERAL (SELECT * FROM orders o WHERE o.customer_id = c.id ORDER BY o.created_at DESC LIMIT 1) last",
 			kind: KindSelect,
 			want: []TableUsage{
-				{Table: tbl("customers"), Equality: []string{"country"}},
-				{Table: tbl("orders"), OrderBy: []OrderCol{{Column: "created_at", Desc: true, NullsFirst: true}}},
+				{Table: tbl("customers"), Equality: []string{"country"}, JoinKeys: []string{"id"}},
+				{Table: tbl("orders"), Equality: []string{"customer_id"}, JoinKeys: []string{"customer_id"}, OrderBy: []OrderCol{{Column: "created_at", Desc: true, NullsFirst: true}}},
 			},
 		},
 		{
@@ -394,7 +404,7 @@ func TestExtract(t *testing.T) {
 			name: "UPDATE with WHERE",
 			sql:  "UPDATE accounts SET balance = balance - $1, updated_at = now() WHERE id = $2 AND status = $3",
 			kind: KindUpdate,
-			want: []TableUsage{{Table: tbl("accounts"), Equality: []string{"id", "status"}}},
+			want: []TableUsage{{Table: tbl("accounts"), Equality: []string{"id", "status"}, Updated: []string{"balance", "updated_at"}}},
 		},
 		{
 			name: "UPDATE FROM join with alias and subquery in SET",
@@ -402,7 +412,7 @@ func TestExtract(t *testing.T) {
 				"FROM customers c WHERE c.id = o.customer_id AND c.country = $1 RETURNING o.id",
 			kind: KindUpdate,
 			want: []TableUsage{
-				{Table: TableRef{"public", "orders"}, JoinKeys: []string{"customer_id", "id"}},
+				{Table: TableRef{"public", "orders"}, JoinKeys: []string{"customer_id", "id"}, Updated: []string{"total"}},
 				{Table: tbl("customers"), Equality: []string{"country"}, JoinKeys: []string{"id"}},
 				{Table: tbl("items"), JoinKeys: []string{"order_id"}},
 			},

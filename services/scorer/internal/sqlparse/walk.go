@@ -16,8 +16,16 @@ type rangeEntry struct {
 	aliased bool
 	// schema and relname identify an unaliased table for schema.table.col.
 	schema, relname string
-	// table is nil for a derived item: subquery, CTE reference, function.
+	// table is nil for a derived item: subquery, CTE reference, view,
+	// function.
 	table *TableRef
+	// sub is set for a derived item the planner pulls up: its columns
+	// map onto the FROM items below it.
+	sub *derived
+	// view is the parsed definition of a view (expanded later), barrier
+	// whether it is a security_barrier view.
+	view    *pg_query.Node
+	barrier bool
 }
 
 // scope is the FROM items visible at one query level, and the CTE names
@@ -25,18 +33,22 @@ type rangeEntry struct {
 type scope struct {
 	parent  *scope
 	entries []*rangeEntry
-	ctes    []string
+	ctes    []*cteDef
+	// perRow: the query of this level has a LIMIT or OFFSET, so when it
+	// is correlated it runs once per outer row.
+	perRow bool
 }
 
-func (s *scope) isCTE(name string) bool {
+// cte finds the CTE an unqualified FROM name refers to, nil when none.
+func (s *scope) cte(name string) *cteDef {
 	for sc := s; sc != nil; sc = sc.parent {
 		for _, c := range sc.ctes {
-			if c == name {
-				return true
+			if c.name == name {
+				return c
 			}
 		}
 	}
-	return false
+	return nil
 }
 
 // colRef is a column resolved to the FROM item (a base table) it belongs to.
@@ -51,6 +63,32 @@ type extractor struct {
 	version int32
 	order   []TableRef
 	usage   map[TableRef]*TableUsage
+	// root is the whole statement (CTE references are counted in it).
+	root *pg_query.Node
+	// depth counts the derived items being followed (maxInlineDepth).
+	depth int
+	views map[TableRef]parsedView
+	eq    equivalences
+	// structural > 0 while resolving a column for a join, sort or
+	// grouping (not a filter against a value); leaky > 0 while resolving
+	// one for a predicate that is not leakproof (LIKE, a function).
+	structural, leaky int
+	// sets are the members of the long column lists (appendUnique).
+	sets map[*[]string]map[string]struct{}
+}
+
+// asStructural runs fn with x.structural raised.
+func (x *extractor) asStructural(fn func()) {
+	x.structural++
+	defer func() { x.structural-- }()
+	fn()
+}
+
+// asLeaky runs fn with x.leaky raised.
+func (x *extractor) asLeaky(fn func()) {
+	x.leaky++
+	defer func() { x.leaky-- }()
+	fn()
 }
 
 func (x *extractor) table(ref TableRef) *TableUsage {
@@ -63,12 +101,34 @@ func (x *extractor) table(ref TableRef) *TableUsage {
 	return u
 }
 
-func appendUnique(list *[]string, v string) {
-	for _, s := range *list {
-		if s == v {
-			return
+// appendUnique appends v to *list unless it is there. A long list gets a
+// set beside it (nothing is ever removed from these lists), so that a
+// statement naming thousands of columns costs linear time, not quadratic.
+func (x *extractor) appendUnique(list *[]string, v string) {
+	if len(*list) < 16 {
+		for _, s := range *list {
+			if s == v {
+				return
+			}
 		}
+		*list = append(*list, v)
+		return
 	}
+	set := x.sets[list]
+	if set == nil || len(set) != len(*list) {
+		set = make(map[string]struct{}, 2*len(*list))
+		for _, s := range *list {
+			set[s] = struct{}{}
+		}
+		if x.sets == nil {
+			x.sets = map[*[]string]map[string]struct{}{}
+		}
+		x.sets[list] = set
+	}
+	if _, ok := set[v]; ok {
+		return
+	}
+	set[v] = struct{}{}
 	*list = append(*list, v)
 }
 
@@ -99,18 +159,29 @@ func (x *extractor) with(w *pg_query.WithClause, parent *scope) *scope {
 	cs := &scope{parent: parent}
 	for _, n := range w.GetCtes() {
 		if c := n.GetCommonTableExpr(); c != nil {
-			cs.ctes = append(cs.ctes, c.GetCtename())
+			def := &cteDef{name: c.GetCtename(), query: c.GetCtequery(), scope: cs,
+				inline: inlineCTE(c, w.GetRecursive(), cteRefs(x.root, c.GetCtename()))}
+			for _, a := range c.GetAliascolnames() {
+				def.cols = append(def.cols, a.GetString_().GetSval())
+			}
+			cs.ctes = append(cs.ctes, def)
 		}
 	}
-	for _, n := range w.GetCtes() {
-		x.query(n.GetCommonTableExpr().GetCtequery(), cs)
+	// An inlined CTE is walked where it is referenced (as a subquery
+	// there); an unreferenced one is dropped by the planner.
+	for _, c := range cs.ctes {
+		if !c.inline {
+			x.query(c.query, cs)
+		}
 	}
 	return cs
 }
 
-func (x *extractor) selectStmt(s *pg_query.SelectStmt, parent *scope) {
+// selectStmt walks s and returns its FROM scope (nil for a set
+// operation).
+func (x *extractor) selectStmt(s *pg_query.SelectStmt, parent *scope) *scope {
 	if s == nil {
-		return
+		return nil
 	}
 	sc := x.with(s.GetWithClause(), parent)
 	if s.GetLarg() != nil || s.GetRarg() != nil {
@@ -118,12 +189,12 @@ func (x *extractor) selectStmt(s *pg_query.SelectStmt, parent *scope) {
 		// output, which no single table's index serves.
 		x.selectStmt(s.GetLarg(), sc)
 		x.selectStmt(s.GetRarg(), sc)
-		return
+		return nil
 	}
 	for _, v := range s.GetValuesLists() {
 		x.sublinks(v, sc)
 	}
-	local := &scope{parent: sc}
+	local := &scope{parent: sc, perRow: s.GetLimitCount() != nil || s.GetLimitOffset() != nil}
 	var joins []joinItem
 	var later []func()
 	for _, item := range s.GetFromClause() {
@@ -133,6 +204,8 @@ func (x *extractor) selectStmt(s *pg_query.SelectStmt, parent *scope) {
 		f()
 	}
 	x.joinQuals(joins, local)
+	x.innerJoinEqualities(joins, local)
+	x.equalities(s.GetWhereClause(), local)
 	x.qual(s.GetWhereClause(), local)
 	x.conditions(s.GetWhereClause(), local, nullable(joins))
 	targets := s.GetTargetList()
@@ -142,6 +215,7 @@ func (x *extractor) selectStmt(s *pg_query.SelectStmt, parent *scope) {
 		x.sublinks(t, local)
 	}
 	x.sublinks(s.GetHavingClause(), local)
+	return local
 }
 
 func (x *extractor) updateStmt(u *pg_query.UpdateStmt, parent *scope) {
@@ -150,18 +224,28 @@ func (x *extractor) updateStmt(u *pg_query.UpdateStmt, parent *scope) {
 	}
 	sc := x.with(u.GetWithClause(), parent)
 	local := &scope{parent: sc}
-	if rv := u.GetRelation(); rv != nil {
-		local.entries = append(local.entries, x.rangeVar(rv, local, false))
-	}
 	var joins []joinItem
 	var later []func()
+	target := x.target(u.GetRelation(), local, &later)
 	for _, item := range u.GetFromClause() {
 		x.fromItem(item, local, sc, &joins, &later)
 	}
 	for _, f := range later {
 		f()
 	}
+	for _, n := range u.GetTargetList() {
+		if name := n.GetResTarget().GetName(); name != "" && !systemColumn(name) {
+			var c colRef
+			ok := false
+			x.asStructural(func() { c, ok = x.through(target, name) })
+			if ok {
+				x.appendUnique(&x.table(*c.entry.table).Updated, c.column)
+			}
+		}
+	}
 	x.joinQuals(joins, local)
+	x.innerJoinEqualities(joins, local)
+	x.equalities(u.GetWhereClause(), local)
 	x.qual(u.GetWhereClause(), local)
 	x.conditions(u.GetWhereClause(), local, nullable(joins))
 	for _, t := range u.GetTargetList() {
@@ -178,11 +262,9 @@ func (x *extractor) deleteStmt(d *pg_query.DeleteStmt, parent *scope) {
 	}
 	sc := x.with(d.GetWithClause(), parent)
 	local := &scope{parent: sc}
-	if rv := d.GetRelation(); rv != nil {
-		local.entries = append(local.entries, x.rangeVar(rv, local, false))
-	}
 	var joins []joinItem
 	var later []func()
+	x.target(d.GetRelation(), local, &later)
 	for _, item := range d.GetUsingClause() {
 		x.fromItem(item, local, sc, &joins, &later)
 	}
@@ -190,11 +272,37 @@ func (x *extractor) deleteStmt(d *pg_query.DeleteStmt, parent *scope) {
 		f()
 	}
 	x.joinQuals(joins, local)
+	x.innerJoinEqualities(joins, local)
+	x.equalities(d.GetWhereClause(), local)
 	x.qual(d.GetWhereClause(), local)
 	x.conditions(d.GetWhereClause(), local, nullable(joins))
 	for _, t := range d.GetReturningList() {
 		x.sublinks(t, local)
 	}
+}
+
+// target adds the entry of an UPDATE or DELETE target to local: a table,
+// or an auto-updatable view, which PostgreSQL rewrites into its base
+// table (expanded like a FROM view). nil when rv is nil.
+func (x *extractor) target(rv *pg_query.RangeVar, local *scope, later *[]func()) *rangeEntry {
+	if rv == nil {
+		return nil
+	}
+	if rv.GetRelname() != "" {
+		if q, barrier := x.view(TableRef{Schema: rv.GetSchemaname(), Name: rv.GetRelname()}); q != nil {
+			alias := rv.GetAlias().GetAliasname()
+			e := &rangeEntry{refname: alias, aliased: alias != ""}
+			if !e.aliased {
+				e.refname = rv.GetRelname()
+			}
+			local.entries = append(local.entries, e)
+			*later = append(*later, func() { e.sub = x.subquery(q, nil, nil, barrier) })
+			return e
+		}
+	}
+	e := x.rangeVar(rv, local, false)
+	local.entries = append(local.entries, e)
+	return e
 }
 
 // --- FROM ---------------------------------------------------------------
@@ -213,10 +321,16 @@ func (x *extractor) rangeVar(rv *pg_query.RangeVar, local *scope, allowCTE bool)
 	if !e.aliased {
 		e.refname = rv.GetRelname()
 	}
-	if rv.GetRelname() == "" || (allowCTE && rv.GetSchemaname() == "" && local.isCTE(rv.GetRelname())) {
+	if rv.GetRelname() == "" || (allowCTE && rv.GetSchemaname() == "" && local.cte(rv.GetRelname()) != nil) {
 		return e
 	}
 	ref := TableRef{Schema: rv.GetSchemaname(), Name: rv.GetRelname()}
+	if allowCTE {
+		if q, barrier := x.view(ref); q != nil {
+			e.view, e.barrier = q, barrier
+			return e
+		}
+	}
 	e.table = &ref
 	e.schema, e.relname = ref.Schema, ref.Name
 	x.table(ref)
@@ -230,8 +344,27 @@ func (x *extractor) rangeVar(rv *pg_query.RangeVar, local *scope, allowCTE bool)
 func (x *extractor) fromItem(n *pg_query.Node, local, outer *scope, joins *[]joinItem, later *[]func()) []*rangeEntry {
 	switch {
 	case n.GetRangeVar() != nil:
-		e := x.rangeVar(n.GetRangeVar(), local, true)
+		rv := n.GetRangeVar()
+		e := x.rangeVar(rv, local, true)
 		local.entries = append(local.entries, e)
+		var aliasCols []string
+		for _, a := range rv.GetAlias().GetColnames() {
+			aliasCols = append(aliasCols, a.GetString_().GetSval())
+		}
+		if c := local.cte(rv.GetRelname()); c != nil && rv.GetSchemaname() == "" {
+			if c.inline {
+				cols := c.cols
+				if len(aliasCols) > 0 {
+					cols = aliasCols
+				}
+				*later = append(*later, func() { e.sub = x.subquery(c.query, c.scope, cols, false) })
+			}
+		} else if e.view != nil {
+			// A view is expanded in place, like a subquery; a
+			// security_barrier view lets only leakproof predicates in.
+			q, barrier := e.view, e.barrier
+			*later = append(*later, func() { e.sub = x.subquery(q, nil, aliasCols, barrier) })
+		}
 		return []*rangeEntry{e}
 	case n.GetJoinExpr() != nil:
 		j := n.GetJoinExpr()
@@ -247,7 +380,11 @@ func (x *extractor) fromItem(n *pg_query.Node, local, outer *scope, joins *[]joi
 		if rs.GetLateral() {
 			see = local
 		}
-		*later = append(*later, func() { x.query(rs.GetSubquery(), see) })
+		var aliasCols []string
+		for _, a := range rs.GetAlias().GetColnames() {
+			aliasCols = append(aliasCols, a.GetString_().GetSval())
+		}
+		*later = append(*later, func() { e.sub = x.subquery(rs.GetSubquery(), see, aliasCols, false) })
 		return []*rangeEntry{e}
 	case n.GetRangeFunction() != nil:
 		rf := n.GetRangeFunction()
@@ -273,19 +410,36 @@ func (x *extractor) fromItem(n *pg_query.Node, local, outer *scope, joins *[]joi
 func (x *extractor) joinQuals(joins []joinItem, local *scope) {
 	for _, j := range joins {
 		x.qual(j.join.GetQuals(), local)
-		for _, u := range j.join.GetUsingClause() {
-			col := u.GetString_().GetSval()
-			if col == "" || systemColumn(col) {
-				continue
-			}
-			l, lok := x.pick(j.left, col, true)
-			r, rok := x.pick(j.right, col, true)
-			if lok && rok {
-				appendUnique(&x.table(*l.table).JoinKeys, col)
-				appendUnique(&x.table(*r.table).JoinKeys, col)
-			}
+		for _, pair := range x.using(j) {
+			x.appendUnique(&x.table(*pair[0].entry.table).JoinKeys, pair[0].column)
+			x.appendUnique(&x.table(*pair[1].entry.table).JoinKeys, pair[1].column)
 		}
 	}
+}
+
+// using resolves each USING column of a join on both sides; a column one
+// side cannot attribute to a base table is left out.
+func (x *extractor) using(j joinItem) [][2]colRef {
+	var out [][2]colRef
+	for _, u := range j.join.GetUsingClause() {
+		col := u.GetString_().GetSval()
+		if col == "" || systemColumn(col) {
+			continue
+		}
+		x.asStructural(func() {
+			l, lok := x.pick(j.left, col, true)
+			r, rok := x.pick(j.right, col, true)
+			if !lok || !rok {
+				return
+			}
+			lc, lok := x.through(l, col)
+			rc, rok := x.through(r, col)
+			if lok && rok {
+				out = append(out, [2]colRef{lc, rc})
+			}
+		})
+	}
+	return out
 }
 
 // --- columns ------------------------------------------------------------
@@ -300,15 +454,16 @@ func systemColumn(c string) bool {
 	return false
 }
 
-// pick chooses, among entries, the table that owns an unqualified column:
-// the catalog's answer among the tables, or the only entry when it is a
-// table and there is no catalog.
+// pick chooses, among entries, the FROM item that owns an unqualified
+// column: the catalog's answer among the tables, or a pulled-up query that
+// outputs it, when exactly one does; or the only entry when it is a table
+// or a pulled-up query and there is no catalog.
 //
 // certain says the column is known to exist in one of entries (a USING
-// column): a single table then owns it whatever the catalog says.
+// column): a single entry then owns it whatever the catalog says.
 func (x *extractor) pick(entries []*rangeEntry, col string, certain bool) (*rangeEntry, bool) {
 	if x.cat == nil || certain {
-		if len(entries) == 1 && entries[0].table != nil {
+		if len(entries) == 1 && (entries[0].table != nil || entries[0].sub != nil) {
 			return entries[0], true
 		}
 		if x.cat == nil {
@@ -316,7 +471,11 @@ func (x *extractor) pick(entries []*rangeEntry, col string, certain bool) (*rang
 		}
 	}
 	var cands []TableRef
+	var subs []*rangeEntry
 	for _, e := range entries {
+		if e.sub != nil && x.has(e, col) {
+			subs = append(subs, e)
+		}
 		if e.table == nil {
 			continue
 		}
@@ -331,17 +490,22 @@ func (x *extractor) pick(entries []*rangeEntry, col string, certain bool) (*rang
 			cands = append(cands, *e.table)
 		}
 	}
-	if len(cands) == 0 {
-		return nil, false
-	}
-	ref, ok := x.cat.ColumnTable(cands, col)
-	if !ok {
-		return nil, false
-	}
-	for _, e := range entries {
-		if e.table != nil && *e.table == ref {
-			return e, true
+	var found *rangeEntry
+	if len(cands) > 0 {
+		if ref, ok := x.cat.ColumnTable(cands, col); ok {
+			for _, e := range entries {
+				if e.table != nil && *e.table == ref {
+					found = e
+					break
+				}
+			}
 		}
+	}
+	switch {
+	case len(subs) == 0:
+		return found, found != nil
+	case len(subs) == 1 && found == nil:
+		return subs[0], true
 	}
 	return nil, false
 }
@@ -377,10 +541,7 @@ func (x *extractor) resolve(cr *pg_query.ColumnRef, sc *scope) (colRef, bool) {
 			return !e.aliased && e.table != nil && e.schema == schema && e.relname == rel
 		})
 	}
-	if e == nil || e.table == nil {
-		return colRef{}, false
-	}
-	return colRef{entry: e, column: col}, true
+	return x.through(e, col)
 }
 
 // lookup finds the innermost entry matching; nil when none does or when
@@ -432,6 +593,7 @@ func (x *extractor) unqualified(col string, sc *scope) *rangeEntry {
 		}
 		for _, e := range s.entries {
 			if e.table == nil {
+				// A derived item might have the column: stop here.
 				return nil
 			}
 		}
@@ -480,9 +642,9 @@ func (x *extractor) record(k predKind, c colRef) {
 	u := x.table(*c.entry.table)
 	switch k {
 	case predEq:
-		appendUnique(&u.Equality, c.column)
+		x.appendUnique(&u.Equality, c.column)
 	case predRange:
-		appendUnique(&u.Range, c.column)
+		x.appendUnique(&u.Range, c.column)
 	}
 }
 
@@ -514,9 +676,9 @@ func (x *extractor) qual(n *pg_query.Node, sc *scope) {
 		if c, ok := x.plain(t.GetArg(), sc); ok {
 			u := x.table(*c.entry.table)
 			if t.GetNulltesttype() == pg_query.NullTestType_IS_NULL {
-				appendUnique(&u.IsNull, c.column)
+				x.appendUnique(&u.IsNull, c.column)
 			} else {
-				appendUnique(&u.IsNotNull, c.column)
+				x.appendUnique(&u.IsNotNull, c.column)
 			}
 			return
 		}
@@ -544,8 +706,11 @@ func (x *extractor) qual(n *pg_query.Node, sc *scope) {
 		if sl.GetSubLinkType() == pg_query.SubLinkType_ANY_SUBLINK {
 			if op := opName(sl.GetOperName()); op == "" || op == "=" {
 				// col IN (SELECT ...): a semi-join on col.
-				if c, ok := x.plain(sl.GetTestexpr(), sc); ok {
-					appendUnique(&x.table(*c.entry.table).JoinKeys, c.column)
+				var c colRef
+				ok := false
+				x.asStructural(func() { c, ok = x.plain(sl.GetTestexpr(), sc) })
+				if ok {
+					x.appendUnique(&x.table(*c.entry.table).JoinKeys, c.column)
 				}
 			}
 		}
@@ -595,11 +760,15 @@ func (x *extractor) aExpr(e *pg_query.A_Expr, sc *scope) {
 		}
 	case pg_query.A_Expr_Kind_AEXPR_LIKE:
 		if op == "~~" && constantPrefix(r) {
-			if c, ok := x.plain(l, sc); ok {
-				appendUnique(&x.table(*c.entry.table).LikePrefix, c.column)
-			} else {
-				x.exprUsage(l, OpLikePrefix, sc)
-			}
+			// LIKE is not leakproof: it does not reach into a
+			// security_barrier view.
+			x.asLeaky(func() {
+				if c, ok := x.plain(l, sc); ok {
+					x.appendUnique(&x.table(*c.entry.table).LikePrefix, c.column)
+				} else {
+					x.exprUsage(l, OpLikePrefix, sc)
+				}
+			})
 		}
 	case pg_query.A_Expr_Kind_AEXPR_BETWEEN, pg_query.A_Expr_Kind_AEXPR_BETWEEN_SYM:
 		if x.isValue(r) {
@@ -631,16 +800,38 @@ func (x *extractor) compare(k predKind, l, r *pg_query.Node, sc *scope) {
 	if x.collatedValue(l) || x.collatedValue(r) {
 		return
 	}
-	lc, lok := x.plain(l, sc)
-	rc, rok := x.plain(r, sc)
+	var lc, rc colRef
+	var lok, rok bool
+	resolve := func() {
+		lc, lok = x.plain(l, sc)
+		rc, rok = x.plain(r, sc)
+	}
+	if x.isValue(l) || x.isValue(r) {
+		resolve()
+	} else {
+		x.asStructural(resolve) // column = column: a join
+	}
 	switch {
 	case lok && rok:
 		if lc.entry == rc.entry {
 			return // a.x = a.y filters, but no index on either serves it
 		}
 		if k == predEq {
-			appendUnique(&x.table(*lc.entry.table).JoinKeys, lc.column)
-			appendUnique(&x.table(*rc.entry.table).JoinKeys, rc.column)
+			x.appendUnique(&x.table(*lc.entry.table).JoinKeys, lc.column)
+			x.appendUnique(&x.table(*rc.entry.table).JoinKeys, rc.column)
+			// In a correlated query with a LIMIT (a LATERAL top-N), which
+			// the planner cannot turn into a join and so runs once per
+			// outer row, a column of an outer query level is a parameter:
+			// the inner column is compared with a value.
+			if sc.perRow {
+				lin, rin := inScope(sc, lc.entry), inScope(sc, rc.entry)
+				switch {
+				case lin && !rin:
+					x.record(predEq, lc)
+				case rin && !lin:
+					x.record(predEq, rc)
+				}
+			}
 			return
 		}
 		x.record(k, lc)
@@ -691,11 +882,21 @@ func nullable(joins []joinItem) map[*rangeEntry]bool {
 		}
 		for _, list := range side {
 			for _, e := range list {
-				out[e] = true
+				markNullable(out, e)
 			}
 		}
 	}
 	return out
+}
+
+// markNullable marks e and, for a pulled-up query, the FROM items below it.
+func markNullable(out map[*rangeEntry]bool, e *rangeEntry) {
+	out[e] = true
+	if e.sub != nil {
+		for _, in := range e.sub.inner.entries {
+			markNullable(out, in)
+		}
+	}
 }
 
 // conditions records the value-free column tests among the top-level AND
@@ -759,9 +960,11 @@ func (x *extractor) conditions(n *pg_query.Node, sc *scope, skip map[*rangeEntry
 	add(n)
 }
 
+// inScope reports whether e is a FROM item of sc's level, or of a query
+// pulled up into it.
 func inScope(sc *scope, e *rangeEntry) bool {
 	for _, have := range sc.entries {
-		if have == e {
+		if have == e || (have.sub != nil && inScope(have.sub.inner, e)) {
 			return true
 		}
 	}
@@ -845,6 +1048,12 @@ func (x *extractor) isValue(n *pg_query.Node) bool {
 // table, like lower(email) = $1. Expressions that mix tables, contain a
 // subquery or reference no resolvable column are ignored.
 func (x *extractor) exprUsage(n *pg_query.Node, op Op, sc *scope) {
+	// A function is not known to be leakproof.
+	x.leaky++
+	defer func() { x.leaky-- }()
+	// An output column of a pulled-up query that is an expression there
+	// (SELECT lower(email) AS le ... WHERE le = $1) is that expression.
+	n, sc = x.expand(n, sc)
 	if n == nil || n.GetNode() == nil || n.GetColumnRef() != nil {
 		return
 	}
@@ -865,7 +1074,7 @@ func (x *extractor) exprUsage(n *pg_query.Node, op Op, sc *scope) {
 				return false
 			}
 			entry = c.entry
-			appendUnique(&cols, c.column)
+			x.appendUnique(&cols, c.column)
 			return false
 		}
 		return true
@@ -946,7 +1155,9 @@ func (x *extractor) orderBy(items, targets []*pg_query.Node, sc *scope) {
 		if sb == nil {
 			continue
 		}
-		c, ok := x.plain(outputRef(sb.GetNode(), targets), sc)
+		var c colRef
+		ok := false
+		x.asStructural(func() { c, ok = x.plain(outputRef(sb.GetNode(), targets), sc) })
 		if !ok {
 			x.sublinks(sb.GetNode(), sc)
 			continue
@@ -992,14 +1203,16 @@ func (x *extractor) groupBy(items, targets []*pg_query.Node, sc *scope) {
 		// exists, so without one the output column wins.
 		var c colRef
 		ok := false
-		if x.cat != nil {
-			c, ok = x.plain(it, sc)
-		}
-		if !ok {
-			c, ok = x.plain(outputRef(it, targets), sc)
-		}
+		x.asStructural(func() {
+			if x.cat != nil {
+				c, ok = x.plain(it, sc)
+			}
+			if !ok {
+				c, ok = x.plain(outputRef(it, targets), sc)
+			}
+		})
 		if ok {
-			appendUnique(&x.table(*c.entry.table).GroupBy, c.column)
+			x.appendUnique(&x.table(*c.entry.table).GroupBy, c.column)
 			continue
 		}
 		x.sublinks(it, sc)

@@ -13,31 +13,36 @@ import (
 )
 
 // statsSizeSQL reads what the size model needs: the table's row estimate,
-// the block size and, per key column, pg_stats.avg_width (or the type's
-// fixed length, or 32 bytes for a variable-length column without
-// statistics).
+// the block size and, per key column in the order asked, pg_stats.avg_width
+// (or the type's fixed length, or 32 bytes for a variable-length column
+// without statistics), pg_stats.n_distinct (0: unknown) and whether btree
+// deduplication applies to the type (not to numeric, float4/8, jsonb or
+// container types, whose equal values may differ in their bytes).
 const statsSizeSQL = `/* indexpilot:scorer */
 select c.reltuples::float8,
        current_setting('block_size')::int,
        count(a.attnum)::int,
-       coalesce(sum(coalesce(st.avg_width, case when a.attlen > 0 then a.attlen else 32 end)), 0)::int
+       coalesce(array_agg(coalesce(st.avg_width, case when a.attlen > 0 then a.attlen else 32 end)::float8 order by k.ord)
+                filter (where a.attnum is not null), '{}'),
+       coalesce(array_agg(coalesce(st.n_distinct, 0)::float8 order by k.ord) filter (where a.attnum is not null), '{}'),
+       coalesce(bool_and(ty.typname not in ('numeric', 'float4', 'float8', 'jsonb') and ty.typcategory <> 'A'
+                         and ty.typtype not in ('c', 'r', 'm')) filter (where a.attnum is not null), true)
   from pg_catalog.pg_class c
   join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+  cross join unnest($3::text[]) with ordinality k(name, ord)
   left join pg_catalog.pg_attribute a
-         on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped and a.attname = any($3::text[])
+         on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped and a.attname = k.name
+  left join pg_catalog.pg_type ty on ty.oid = a.atttypid
   left join pg_catalog.pg_stats st
          on st.schemaname = n.nspname and st.tablename = c.relname and st.attname = a.attname and not st.inherited
  where n.nspname = $1 and c.relname = $2
  group by c.reltuples`
 
 // StatsSize estimates the index's size from pg_class.reltuples and
-// pg_stats.avg_width without HypoPG: the fallback when Available is false.
-// The model is a btree at the default fill factor (90 %): leaf tuples of
-// an 8-byte header plus the key widths rounded up to 8 bytes, a 4-byte line
-// pointer each, about 1 % of internal pages and a metapage. It ignores
-// deduplication and is rough for other methods; like Size it is meant as
-// an upper bound for budgets. A table never analyzed has no row estimate
-// and gives an error.
+// pg_stats (avg_width, n_distinct) without HypoPG. It is also the scorer's
+// size model when HypoPG is there (hypopg_relation_size ignores
+// deduplication and overstates btrees): see btreeSize. A table never
+// analyzed has no row estimate and gives an error.
 func (s *Session) StatsSize(ctx context.Context, spec events.IndexSpec) (int64, error) {
 	if err := s.usable(); err != nil {
 		return 0, err
@@ -48,13 +53,14 @@ func (s *Session) StatsSize(ctx context.Context, spec events.IndexSpec) (int64, 
 	var (
 		tuples          float64
 		blockSize, cols int
-		width           int
+		widths, nd      []float64
+		dedup           bool
 	)
 	keyCols := append([]string(nil), spec.Columns...)
 	for _, e := range spec.Expressions {
 		keyCols = append(keyCols, e.Column)
 	}
-	err := s.conn.QueryRow(ctx, statsSizeSQL, spec.Schema, spec.Table, keyCols).Scan(&tuples, &blockSize, &cols, &width)
+	err := s.conn.QueryRow(ctx, statsSizeSQL, spec.Schema, spec.Table, keyCols).Scan(&tuples, &blockSize, &cols, &widths, &nd, &dedup)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return 0, fmt.Errorf("%w: table %s does not exist", ErrInvalidIndex, spec.QualifiedTable())
@@ -69,7 +75,28 @@ func (s *Session) StatsSize(ctx context.Context, spec events.IndexSpec) (int64, 
 	if err != nil {
 		return 0, err
 	}
-	return modelSize(tuples*frac, blockSize, width), nil
+	rows := tuples * frac
+	// Distinct keys: the product of the columns' distinct counts (taken
+	// as independent), at most one per row; unknown means all distinct.
+	distinct := 1.0
+	for _, d := range nd {
+		switch {
+		case d > 0:
+			distinct *= d
+		case d < 0:
+			distinct *= -d * tuples
+		default:
+			distinct = math.Inf(1)
+		}
+	}
+	if !dedup || spec.Method != "" && spec.Method != "btree" {
+		distinct = math.Inf(1)
+	}
+	width := 0
+	for _, w := range widths {
+		width += int(math.Ceil(w))
+	}
+	return btreeSize(rows, math.Min(distinct, rows), blockSize, width), nil
 }
 
 // predicateStatsSQL reads the statistics of the column of a partial
@@ -146,24 +173,53 @@ func conditionFraction(test indexdef.Test, nullFrac float64, vals []string, freq
 	return math.Min(math.Max(f, 0), 1)
 }
 
-// modelSize is the btree size model of StatsSize.
-func modelSize(tuples float64, blockSize, keyWidth int) int64 {
+// btreeSize is the size model of a freshly built btree (CREATE INDEX)
+// of rows entries over distinct keys of keyWidth bytes:
+//
+//   - a leaf entry is an 8-byte tuple header plus the key, MAXALIGNed, and
+//     a 4-byte line pointer; leaves are filled to the default fill factor
+//     (90 %);
+//   - deduplication (PostgreSQL 13+): when a key repeats (rows/distinct
+//     ≥ 2 on average) its entries merge into posting-list tuples — one
+//     header and key, then a 6-byte heap pointer per row, MAXALIGNed —
+//     each at most 1/10 of a page (the build's limit);
+//   - internal pages hold one pivot (header and key) per child page, then
+//     the metapage.
+func btreeSize(rows, distinct float64, blockSize, keyWidth int) int64 {
 	const (
 		pageHeader  = 24 // PageHeaderData
 		btreeOpaque = 16 // BTPageOpaqueData
 		tupleHeader = 8  // IndexTupleData
 		linePointer = 4  // ItemIdData
+		heapPointer = 6  // ItemPointerData
 		fillFactor  = 0.9
+		// internalFill: pivots are written to 70 % of internal pages.
+		internalFill = 0.7
 	)
-	tuple := float64((tupleHeader+keyWidth+7)/8*8 + linePointer)
-	perPage := math.Floor(float64(blockSize-pageHeader-btreeOpaque) * fillFactor / tuple)
-	if perPage < 1 {
-		perPage = 1
+	maxalign := func(n float64) float64 { return math.Ceil(n/8) * 8 }
+	usable := float64(blockSize - pageHeader - btreeOpaque)
+	key := maxalign(float64(tupleHeader + keyWidth))
+	var leafBytes float64
+	perKey := rows / math.Max(distinct, 1)
+	if perKey >= 2 {
+		// Posting lists of at most maxTIDs heap pointers each.
+		maxPosting := math.Floor(float64(blockSize)*0.1/8)*8 - linePointer
+		maxTIDs := math.Max(math.Floor((maxPosting-key)/heapPointer), 2)
+		postings := math.Ceil(perKey / maxTIDs)
+		perPosting := perKey / postings
+		leafBytes = distinct * postings * (maxalign(key+perPosting*heapPointer) + linePointer)
+	} else {
+		leafBytes = rows * (key + linePointer)
 	}
-	leaves := math.Ceil(tuples / perPage)
-	if leaves < 1 {
-		leaves = 1
+	leaves := math.Max(math.Ceil(leafBytes/(usable*fillFactor)), 1)
+	pages := 1.0 // metapage
+	level := leaves
+	for {
+		pages += level
+		if level <= 1 {
+			break
+		}
+		level = math.Ceil(level * (key + linePointer) / (usable * internalFill))
 	}
-	pages := 1 + leaves + math.Ceil(leaves/100)
 	return int64(pages) * int64(blockSize)
 }

@@ -24,10 +24,18 @@ type request struct {
 
 	sql  string
 	args []string // text-format parameters; their types are inferred
+	// binds, when set, replace args: text-format values (nil is NULL) of
+	// parameters typed by oids.
+	binds [][]byte
+	oids  []uint32
+	// onError, when set, receives a server error of this request instead
+	// of it becoming run's error (the segment is still skipped).
+	onError func(error)
 	// onRows receives the rows of a sql request (text format).
 	onRows func(rows [][][]byte) error
 
 	prepare, prepareName string
+	prepareOIDs          []uint32
 	onPrepared           func(*pgconn.StatementDescription)
 
 	deallocate string
@@ -52,9 +60,11 @@ func (s *Session) run(ctx context.Context, reqs []request) error {
 		case r.sync:
 			p.SendPipelineSync()
 		case r.prepare != "":
-			p.SendPrepare(r.prepareName, r.prepare, nil)
+			p.SendPrepare(r.prepareName, r.prepare, r.prepareOIDs)
 		case r.deallocate != "":
 			p.SendDeallocate(r.deallocate)
+		case r.binds != nil:
+			p.SendQueryParams(r.sql, r.binds, r.oids, nil, nil)
 		default:
 			var args [][]byte
 			for _, a := range r.args {
@@ -70,7 +80,9 @@ func (s *Session) run(ctx context.Context, reqs []request) error {
 	}
 	var first error
 	fail := func(i int, err error) int {
-		if first == nil {
+		if reqs[i].onError != nil {
+			reqs[i].onError(err)
+		} else if first == nil {
 			first = classify(reqs[i].what, err, reqs[i].permanent)
 		}
 		// The server skips to the segment's sync; so do we.

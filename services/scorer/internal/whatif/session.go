@@ -70,6 +70,9 @@ type Session struct {
 	stats    SessionStats
 	broken   bool
 	closed   bool
+	// skipped says, per value source the server refused in the last
+	// Price (pg_qualstats, pg_stats), why it gave no values.
+	skipped []string
 }
 
 // Acquire takes a connection from the pool for what-if work. It probes the
@@ -236,12 +239,18 @@ func (s *Session) cost(ctx context.Context, stmtKey, query string, indexes []eve
 	case len(set.keys) > maxResetEvery:
 		return 0, fmt.Errorf("%w: %d indexes in one set, at most %d", ErrInvalidIndex, len(set.keys), maxResetEvery)
 	}
-	key := costKey(kindCost, stmtKey, set.keys)
+	p := s.e.pricing(stmtKey, query)
+	s.e.mu.Lock()
+	// The value sets are part of the key: the same statement and indexes
+	// priced with other values is another question. p.key is fixed-length
+	// hex or empty.
+	key := costKey(kindCost, p.key+":"+stmtKey, set.keys)
+	s.e.mu.Unlock()
 	badKey := costKey(kindNotEvaluable, stmtKey, nil)
 	if ent, ok := s.e.cache.get(key, badKey); ok {
 		return ent.value, ent.err
 	}
-	c, err := s.evaluate(ctx, query, set)
+	c, err := s.evaluate(ctx, query, set, p)
 	switch {
 	case err == nil:
 		s.e.cache.put(cacheEntry{key: key, value: c})
@@ -251,32 +260,77 @@ func (s *Session) cost(ctx context.Context, stmtKey, query string, indexes []eve
 	return c, err
 }
 
-// evaluate plans query with set as the hypothetical indexes, in two round
-// trips: (1) the HypoPG changes and the Parse of the statement; (2)
-// EXPLAIN EXECUTE, then — in a segment of its own, so that it runs
-// whatever happened — closing the prepared statement.
-func (s *Session) evaluate(ctx context.Context, query string, set indexSet) (cost float64, err error) {
+// evaluate plans the statement with set as the hypothetical indexes, in
+// two round trips: (1) the HypoPG changes and the Parse of the statement
+// (its rewritten text when it has typed literals); (2) the plans — one
+// EXPLAIN per value set of a custom pricing, each in a segment of its own,
+// or EXPLAIN EXECUTE of the generic plan — then, in a segment of its own,
+// so that it runs whatever happened, closing the prepared statement. When
+// no value set can be planned the pricing falls back to the generic plan
+// for good.
+func (s *Session) evaluate(ctx context.Context, query string, set indexSet, p *Pricing) (cost float64, err error) {
 	if len(s.pending) > 0 {
 		if err := s.finish(ctx); err != nil {
 			return 0, err
 		}
 	}
+	s.e.mu.Lock()
+	sets, shape, oids, typed, described := p.Sets, p.shape, p.oids, p.typed, p.described
+	s.e.mu.Unlock()
+	text := query
+	if shape != nil {
+		text = shape.Text
+	}
 	defer s.settle(ctx, &err)
+	plans := make([][]byte, len(sets))
+	if len(sets) > 0 && described != nil {
+		// The parameter types are known from an earlier evaluation: one
+		// round trip, the HypoPG changes then the plans.
+		reqs := s.hypoRequests(set, true)
+		if len(reqs) > 0 {
+			reqs = append(reqs, syncRequest)
+		}
+		reqs = append(reqs, s.customRequests(text, shape, described, sets, plans)...)
+		if err := s.run(ctx, reqs); err != nil {
+			return 0, err
+		}
+		return s.weighted(ctx, query, set, p, plans)
+	}
 	name := statementName
 	s.pending[name] = struct{}{}
 	var sd *pgconn.StatementDescription
 	reqs := s.hypoRequests(set, true)
 	// Parse (extended protocol): one command only, nothing executed.
 	reqs = append(reqs, request{what: "prepare statement", permanent: ErrNotEvaluable,
-		prepare: marker + query, prepareName: name, onPrepared: func(d *pgconn.StatementDescription) { sd = d }}, syncRequest)
+		prepare: marker + text, prepareName: name, prepareOIDs: oids,
+		onPrepared: func(d *pgconn.StatementDescription) { sd = d }}, syncRequest)
 	err = s.run(ctx, reqs)
 	if s.broken {
 		return 0, err
 	}
+	if err != nil && !typed && shape != nil && isTypeError(err) {
+		// pg_stat_statements replaced constants whose type the context
+		// does not give (`sum(case … then $2 else $3 end)`, `$4 - $5`):
+		// try once more with those parameters typed, for good.
+		guess := shape.guessTypes()
+		s.e.mu.Lock()
+		p.oids, p.typed = guess, true
+		s.e.mu.Unlock()
+		if guess != nil {
+			if ferr := s.finish(ctx); ferr != nil {
+				return 0, ferr
+			}
+			return s.evaluate(ctx, query, set, p)
+		}
+	}
 
 	var plan []byte
 	var end []request
-	if err == nil && sd != nil {
+	custom := err == nil && sd != nil && len(sets) > 0 && shape != nil && len(sd.ParamOIDs) == shape.Params
+	switch {
+	case custom:
+		end = s.customRequests(text, shape, sd.ParamOIDs, sets, plans)
+	case err == nil && sd != nil:
 		end = append(end, request{what: "explain statement", permanent: ErrNotEvaluable,
 			sql: explainSQL(name, len(sd.ParamOIDs)),
 			onRows: func(rows [][][]byte) error {
@@ -294,8 +348,103 @@ func (s *Session) evaluate(ctx context.Context, query string, set indexSet) (cos
 	if err != nil {
 		return 0, err
 	}
+	if !custom {
+		s.stats.Evaluations++
+		return totalCost(plan)
+	}
+	s.e.mu.Lock()
+	p.described = sd.ParamOIDs
+	s.e.mu.Unlock()
+	return s.weighted(ctx, query, set, p, plans)
+}
+
+// weighted is the weighted mean cost of the value sets' plans; when none
+// could be planned it falls back to the generic plan for good.
+func (s *Session) weighted(ctx context.Context, query string, set indexSet, p *Pricing, plans [][]byte) (float64, error) {
+	s.e.mu.Lock()
+	sets := p.Sets
+	s.e.mu.Unlock()
+	var sum, weight float64
+	n := 0
+	for i, doc := range plans {
+		if doc == nil || i >= len(sets) {
+			continue
+		}
+		c, err := totalCost(doc)
+		if err != nil {
+			continue
+		}
+		sum += sets[i].Weight * c
+		weight += sets[i].Weight
+		n++
+	}
+	if n == 0 || weight <= 0 {
+		// No value set could be planned (a value the column's type does
+		// not accept, a timeout): the generic plan, from now on.
+		s.e.mu.Lock()
+		p.Method, p.Sets, p.key, p.described = MethodGeneric, nil, "", nil
+		s.e.mu.Unlock()
+		return s.evaluate(ctx, query, set, p)
+	}
 	s.stats.Evaluations++
-	return totalCost(plan)
+	s.e.mu.Lock()
+	s.e.plans += n
+	s.e.mu.Unlock()
+	return sum / weight, nil
+}
+
+// isTypeError reports the errors of a parameter whose type the server
+// could not infer or resolved badly.
+func isTypeError(err error) bool {
+	switch postgres.SQLState(err) {
+	case "42883", "42725", "42P18", "42804":
+		return true
+	}
+	return false
+}
+
+// customRequests plan text once per value set: EXPLAIN of the statement
+// sent with the extended protocol, the values bound as parameters typed
+// like the prepared statement's (never spliced into the text). A
+// statement whose parameters are bound is planned with their values — the
+// custom plan that plan_cache_mode = force_custom_plan gives an EXECUTE;
+// EXECUTE itself cannot take bound parameters. A parameter without a
+// value gets a neutral one for its type (defaultValue); a set that would
+// bind NULL to a parameter compared with a column is left out. Each plan is a
+// segment of its own: a set that fails leaves a nil plan, not an error.
+func (s *Session) customRequests(text string, shape *Shape, oids []uint32, sets []ValueSet, plans [][]byte) []request {
+	var reqs []request
+sets:
+	for i, vs := range sets {
+		binds := make([][]byte, len(oids))
+		for j, oid := range oids {
+			var v *string
+			if j < len(vs.Values) {
+				v = vs.Values[j]
+			}
+			if v == nil {
+				v = defaultValue(oid)
+			}
+			if v == nil && len(shape.Uses[j+1]) > 0 {
+				// NULL compared with a column folds the condition to
+				// false: not a price. The set is left out.
+				continue sets
+			}
+			if v != nil {
+				binds[j] = []byte(*v)
+			}
+		}
+		reqs = append(reqs, request{what: "explain statement with values",
+			sql: marker + "EXPLAIN (FORMAT JSON) " + text, binds: binds, oids: oids,
+			onRows: func(rows [][][]byte) error {
+				if len(rows) == 1 && len(rows[0]) == 1 {
+					plans[i] = rows[0][0]
+				}
+				return nil
+			},
+			onError: func(error) {}}, syncRequest)
+	}
+	return reqs
 }
 
 // explainSQL explains the prepared statement name with one NULL per

@@ -69,13 +69,18 @@ func TestTotalCost(t *testing.T) {
 	require.Error(t, err)
 }
 
-func TestModelSize(t *testing.T) {
+func TestBTreeSize(t *testing.T) {
 	t.Parallel()
-	// An empty table still has a metapage and a root page.
-	require.Equal(t, int64(3*8192), modelSize(0, 8192, 4))
-	// 1M int4 keys: 16-byte tuples + 4-byte pointers, 366 per page at 90 % fill.
-	got := modelSize(1_000_000, 8192, 4)
+	// An empty table: the metapage and an empty root leaf.
+	require.Equal(t, int64(2*8192), btreeSize(0, 0, 8192, 4))
+	// 1M distinct int4 keys: 16-byte tuples + 4-byte pointers, 366 per
+	// leaf at 90 % fill.
+	got := btreeSize(1_000_000, 1_000_000, 8192, 4)
 	require.InDelta(t, 2733*8192, float64(got), 40*8192, "got %d bytes", got)
 	// Wider keys, more pages.
-	require.Greater(t, modelSize(1_000_000, 8192, 40), got)
+	require.Greater(t, btreeSize(1_000_000, 1_000_000, 8192, 40), got)
+	// Ten distinct keys: posting lists, about a third of the size.
+	dedup := btreeSize(1_000_000, 10, 8192, 4)
+	require.Less(t, dedup, got/2)
+	require.Greater(t, dedup, int64(6_000_000), "at least the 6-byte heap pointers")
 }

@@ -34,6 +34,19 @@
 // the session is read-only, a second fence against anything writing while
 // it is planned.
 //
+// # Representative values
+//
+// Session.Price decides, per statement, whether it is priced by its generic
+// plan or by the weighted mean of custom plans over representative value
+// sets (pg_qualstats' recorded constants, the application's calls per
+// tenant, pg_stats, observed samples; see Price). A custom-priced
+// evaluation replaces step 2's EXPLAIN EXECUTE by one EXPLAIN of the
+// statement per value set, sent with the extended
+// protocol and the values bound as its parameters — never spliced into
+// the text; EXECUTE cannot take bound parameters. Statements with
+// pg_stat_statements' typed literals (`date $1`, `interval $2 day`) are
+// rewritten on the parse tree into casts first (AnalyzeStatement).
+//
 // The same path is used on every server version from 12 on. PostgreSQL 16
 // added EXPLAIN (GENERIC_PLAN), but it only plans generically when the
 // statement's $n are not protocol parameters — that is, when it is sent
@@ -70,6 +83,7 @@ package whatif
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -169,6 +183,15 @@ type Engine struct {
 	pool  *pgxpool.Pool
 	opts  Options
 	cache *cache
+
+	mu sync.Mutex
+	// shapes caches AnalyzeStatement by query text (a nil shape: the
+	// statement does not parse); pricings holds what Session.Price
+	// decided, by statement key.
+	shapes   map[string]*Shape
+	pricings map[string]*Pricing
+	// plans counts the plans of value sets run by custom pricing.
+	plans int
 }
 
 // New returns an Engine on pool, the target database's pool.
@@ -180,7 +203,66 @@ func New(pool *pgxpool.Pool, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{pool: pool, opts: o, cache: newCache(o.CacheEntries)}, nil
+	return &Engine{pool: pool, opts: o, cache: newCache(o.CacheEntries),
+		shapes: map[string]*Shape{}, pricings: map[string]*Pricing{}}, nil
+}
+
+// shapeOf is AnalyzeStatement, cached by text.
+func (e *Engine) shapeOf(query string) (*Shape, error) {
+	e.mu.Lock()
+	sh, ok := e.shapes[query]
+	e.mu.Unlock()
+	if !ok {
+		sh, _ = AnalyzeStatement(query)
+		e.mu.Lock()
+		e.shapes[query] = sh
+		e.mu.Unlock()
+	}
+	if sh == nil {
+		return nil, fmt.Errorf("%w: statement does not parse", ErrNotEvaluable)
+	}
+	return sh, nil
+}
+
+func (e *Engine) register(key string, p *Pricing) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.pricings[key] = p
+}
+
+// pricing is what Price registered for the statement, or its generic
+// pricing.
+func (e *Engine) pricing(key, query string) *Pricing {
+	e.mu.Lock()
+	p := e.pricings[key]
+	e.mu.Unlock()
+	if p != nil {
+		return p
+	}
+	sh, _ := e.shapeOf(query)
+	p = &Pricing{Method: MethodGeneric, shape: sh}
+	e.register(key, p)
+	return p
+}
+
+// PricingMethod is the method that priced the statement (one of the
+// Method constants): the custom method Price chose, or MethodGeneric when
+// none was chosen or none of its value sets could be planned.
+func (e *Engine) PricingMethod(fingerprint, query string) (method string, valueSets int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.pricings[stmtKey(fingerprint, query)]
+	if p == nil {
+		return MethodGeneric, 0
+	}
+	return p.Method, len(p.Sets)
+}
+
+// ValuePlans is the number of custom plans (one per value set) run.
+func (e *Engine) ValuePlans() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.plans
 }
 
 // CacheStats returns the hit and miss counters and the number of cached

@@ -130,8 +130,8 @@ func TestCostNotEvaluable(t *testing.T) {
 	cases := []struct {
 		query, sqlstate string
 	}{
-		{"select count(*) from public.items where $1 is null", "42P18"},                       // type of $1 cannot be inferred
-		{"select count(*) from public.items where created_at > now() - interval $1", "42601"}, // normalized typed literal
+		{"select count(*) from public.items where a = $1::text", "42883"}, // no operator int = text
+		{"select count(*) from public.items where a = $1 $2", "42601"},    // does not parse
 		{"select count(*) from public.missing where x = $1", "42P01"},
 	}
 	for _, tc := range cases {
@@ -168,7 +168,7 @@ func TestCostRefusesMultipleStatements(t *testing.T) {
 	}
 
 	// Past the cheap check, the extended protocol still refuses two commands.
-	_, err := s.evaluate(context.Background(), "select 1; delete from public.items", indexSet{})
+	_, err := s.evaluate(context.Background(), "select 1; delete from public.items", indexSet{}, &Pricing{Method: MethodGeneric})
 	require.ErrorIs(t, err, ErrNotEvaluable)
 	require.Equal(t, "42601", sqlState(err))
 
@@ -274,7 +274,7 @@ func TestCloseLeavesPooledConnectionClean(t *testing.T) {
 		}},
 		{"after a not-evaluable statement", func(t *testing.T, s *Session) {
 			cost(t, s, "select * from public.items where a = $1", on("a"))
-			_, err := s.Cost(ctx, "select * from public.items where $1 is null", []events.IndexSpec{on("b")})
+			_, err := s.Cost(ctx, "select * from public.items where a = $1::text", []events.IndexSpec{on("b")})
 			require.ErrorIs(t, err, ErrNotEvaluable)
 		}},
 		{"after an invalid index", func(t *testing.T, s *Session) {
@@ -379,7 +379,7 @@ func TestResetKeepsTheRequestedSet(t *testing.T) {
 	require.LessOrEqual(t, s.sinceReset, 3)
 }
 
-func TestSizeIsAnUpperBound(t *testing.T) {
+func TestSizeHypoPGBoundsModelWithinAQuarter(t *testing.T) {
 	t.Parallel()
 	db := newItemsDB(t)
 	e := newEngine(t, db.Pool, Options{})
@@ -399,7 +399,7 @@ func TestSizeIsAnUpperBound(t *testing.T) {
 	var real int64
 	require.NoError(t, db.Pool.QueryRow(ctx, "select pg_relation_size('public.items_b_real')").Scan(&real))
 	require.GreaterOrEqual(t, hypo, real, "hypopg_relation_size %d must bound the real size %d", hypo, real)
-	require.GreaterOrEqual(t, model, real, "the pg_stats model %d must bound the real size %d", model, real)
+	require.InDelta(t, 1, float64(model)/float64(real), 0.25, "the pg_stats model %d within 25 %% of the real size %d", model, real)
 
 	_, err = s.Size(ctx, on("no_such_column"))
 	require.ErrorIs(t, err, ErrInvalidIndex)
@@ -497,13 +497,23 @@ func TestWhatIfWorkIsNotWorkload(t *testing.T) {
 	for _, set := range [][]events.IndexSpec{nil, {on("a")}, {on("b")}, {on("a", "b")}, {on("a"), on("b")}} {
 		cost(t, s, q, set...)
 	}
+	// Custom pricing (an EXPLAIN of the statement's own text per value
+	// set) leaves no call of the statement behind either.
+	const q2 = "select * from public.items where c = $1 and b < $2"
+	ps, err := s.Price(ctx, []Statement{{Query: q2}})
+	require.NoError(t, err)
+	require.Equal(t, MethodPgStats, ps[0].Method)
+	for _, set := range [][]events.IndexSpec{nil, {on("c")}, {on("c", "b")}} {
+		cost(t, s, q2, set...)
+	}
 	_, err = s.Size(ctx, on("c"))
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
 
 	rows, err := db.Pool.Query(ctx, `select query, calls from pg_stat_statements
 		where dbid = (select oid from pg_database where datname = current_database())
-		  and (query like '%hypopg%' or query like '%indexpilot%' or query like '%items where a = $1 and b = $2%')`)
+		  and (query like '%hypopg%' or query like '%indexpilot%' or query like '%items where a = $1 and b = $2%'
+		       or query like '%items where c = $1 and b < $2%')`)
 	require.NoError(t, err)
 	type entry struct {
 		query string
@@ -528,17 +538,15 @@ func TestWhatIfWorkIsNotWorkload(t *testing.T) {
 	require.LessOrEqual(t, explains, 1, "one entry per parameter count, not one per evaluation: %v", got)
 }
 
-func TestNonSuperuserSession(t *testing.T) {
-	t.Parallel()
-	db := newItemsDB(t)
+// rolePool is a pool on db as a new login role (not a superuser) that may
+// read table; the role is dropped at the end of the test.
+func rolePool(t *testing.T, db *pgtest.Database, table string) (*pgxpool.Pool, string) {
+	t.Helper()
 	ctx := context.Background()
-	var track string
-	require.NoError(t, db.Pool.QueryRow(ctx, "select current_setting('pg_stat_statements.track', true)").Scan(&track))
-
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
 	role := "ipt_whatif_" + hex.EncodeToString(rnd[:])
-	db.Exec(t, "create role "+role+" login", "grant select on public.items to "+role)
+	db.Exec(t, "create role "+role+" login", "grant select on "+table+" to "+role)
 	t.Cleanup(func() {
 		c, err := pgx.Connect(context.Background(), db.URL)
 		if err != nil {
@@ -555,6 +563,17 @@ func TestNonSuperuserSession(t *testing.T) {
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
+	return pool, role
+}
+
+func TestNonSuperuserSession(t *testing.T) {
+	t.Parallel()
+	db := newItemsDB(t)
+	ctx := context.Background()
+	var track string
+	require.NoError(t, db.Pool.QueryRow(ctx, "select current_setting('pg_stat_statements.track', true)").Scan(&track))
+
+	pool, role := rolePool(t, db, "public.items")
 	e := newEngine(t, pool, Options{})
 	const q = "select * from public.items where a = $1"
 

@@ -1,0 +1,96 @@
+package chaos
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/indexpilot/indexpilot/events"
+	"github.com/indexpilot/indexpilot/pkg/metadata"
+	"github.com/indexpilot/indexpilot/pkg/pgtest"
+	"github.com/indexpilot/indexpilot/services/gatekeeper"
+)
+
+// TestCheckFindsViolations plants what the invariants forbid (a duplicate
+// index, an INVALID index, a build with two outcomes, an approved
+// recommendation that never reached the executor) and expects Check to name
+// each; on a clean database it reports nothing.
+func TestCheckFindsViolations(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.NewDatabase(t)
+	_, err := metadata.Migrate(ctx, db.Pool)
+	require.NoError(t, err)
+	db.Exec(t,
+		"create table public.t (id int primary key, a int, b int)",
+		"insert into public.t select g, g % 10, g % 3 from generate_series(1, 100) g")
+	require.Empty(t, Check(ctx, db.Pool, 0), "a clean database")
+
+	db.Exec(t,
+		"create index t_a_1 on public.t (a)",
+		"create index t_a_2 on public.t (a)",
+		"create index t_a_b on public.t (a, b)")
+	_, err = db.Pool.Exec(ctx, "create unique index concurrently t_b_unique on public.t (b)")
+	require.Error(t, err, "a unique index on duplicate values fails and stays INVALID")
+	db.Exec(t, `insert into indexpilot.recommendations
+  (id, target, index_key, schema_name, table_name, index_spec, index_name, state, reason, candidate_id,
+   candidate_event_id, formula_version, max_improvement_pct, estimated_size_bytes, evidence)
+values ('00000000-0000-0000-0000-000000000001', 'chaos', 'k1', 'public', 't', '{}', 't_a_1', 'applied', 'apply_mode',
+        gen_random_uuid(), gen_random_uuid(), 'v1', 50, 1000, '{}'),
+       ('00000000-0000-0000-0000-000000000002', 'chaos', 'k2', 'public', 't', '{}', 't_c', 'approved', 'apply_mode',
+        gen_random_uuid(), gen_random_uuid(), 'v1', 50, 1000, '{}')`,
+		`insert into indexpilot.builds (recommendation_id, target, index_spec, index_name, decision_event_id, candidate_id, state)
+values ('00000000-0000-0000-0000-000000000001', 'chaos', '{}', 't_a_1', gen_random_uuid(), gen_random_uuid(), 'done')`,
+		`insert into indexpilot.mutation_log (stage, action, outcome, recommendation_id)
+values ('executor', 'build', 'built', '00000000-0000-0000-0000-000000000001'),
+       ('executor', 'build', 'already_exists', '00000000-0000-0000-0000-000000000001')`)
+
+	got := Check(ctx, db.Pool, LockTimeout+2*LockTimeout)
+	joined := strings.Join(got, "\n")
+	for _, want := range []string{
+		"duplicate index: t has 2 indexes with one definition: t_a_1, t_a_2",
+		"INVALID index left: t_b_unique",
+		"recommendation lost: recommendation 00000000-0000-0000-0000-000000000002 (t_c) is approved",
+		"not exactly one outcome per build: build 00000000-0000-0000-0000-000000000001 (t_a_1) is done with 2 terminal outcomes",
+		"lock wait: an application statement waited 6s",
+	} {
+		require.Contains(t, joined, want, "Check's report")
+	}
+	require.NotContains(t, joined, "applied but not built", "t_a_1 exists and is valid")
+	require.Len(t, got, 5, "one line per planted violation: %s", joined)
+}
+
+// TestCheckCandidatesFindsLostOnes: a candidate event the gatekeeper never
+// processed, and one processed without leaving a row, are both reported;
+// one with its recommendation is not.
+func TestCheckCandidatesFindsLostOnes(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.NewDatabase(t)
+	_, err := metadata.Migrate(ctx, db.Pool)
+	require.NoError(t, err)
+	cand := func(col string) events.Envelope {
+		spec := events.IndexSpec{Schema: "public", Table: "t", Method: "btree", Columns: []string{col}}
+		env, err := events.Wrap(&events.IndexCandidateScored{Target: "chaos", CandidateID: events.CandidateID("chaos", spec, "v2"),
+			Index: spec, FormulaVersion: "v2", WhatIfMethod: "hypopg", WindowEnd: time.Now().UTC(),
+			MaxImprovementPct: 50, EstimatedSizeBytes: 1000}, "scorer", "", time.Now().UTC())
+		require.NoError(t, err)
+		return env
+	}
+	kept, unprocessed, rowless := cand("a"), cand("b"), cand("c")
+	var keptSpec events.IndexCandidateScored
+	require.NoError(t, events.DecodeData(kept, &keptSpec))
+	db.Exec(t, `insert into indexpilot.processed_events (consumer, event_id) values
+ ('`+gatekeeper.Consumer+`', '`+kept.ID+`'), ('`+gatekeeper.Consumer+`', '`+rowless.ID+`')`,
+		`insert into indexpilot.recommendations
+  (id, target, index_key, schema_name, table_name, index_spec, index_name, state, reason, candidate_id,
+   candidate_event_id, formula_version, max_improvement_pct, estimated_size_bytes, evidence)
+values (gen_random_uuid(), 'chaos', '`+keptSpec.Index.Key()+`', 'public', 't', '{}', 't_a', 'proposed', 'advisory_mode',
+        '`+keptSpec.CandidateID+`', '`+kept.ID+`', 'v2', 50, 1000, '{}')`)
+
+	got := CheckCandidates(ctx, db.Pool, []events.Envelope{kept, unprocessed, rowless, kept})
+	require.Len(t, got, 2, "%v", got)
+	require.Contains(t, got[0], unprocessed.ID+" (public.t|btree|b|, published ", got[0])
+	require.Contains(t, got[1], rowless.ID+" (public.t|btree|c|) processed without a row", got[1])
+}
