@@ -179,6 +179,26 @@ func (e *env) count(t *testing.T, sql string, args ...any) int {
 	return n
 }
 
+// pipelineState describes the control database for a failure message:
+// every recommendation (table, columns, state, reason, WAL per write
+// transaction) and the scorer's position against the collector's last
+// window.
+func (e *env) pipelineState(t *testing.T) string {
+	t.Helper()
+	var out string
+	err := e.db.Pool.QueryRow(context.Background(), `select coalesce(string_agg(format('%s%s %s (%s) wal=%s', r.table_name, r.index_spec->'columns', r.state,
+         r.reason, r.evidence->>'wal_bytes_per_write_txn'), '; ' order by r.created_at), 'no recommendation')
+       || format(' | scorer at %s, last window end %s, stage health: %s',
+         (select position from indexpilot.stage_health where stage = 'scorer' and target = 'main'),
+         (select max(window_end) from indexpilot.workload_stats where target = 'main'),
+         (select string_agg(format('%s %s', stage, coalesce(nullif(last_error, ''), 'ok')), ', ') from indexpilot.stage_health))
+  from indexpilot.recommendations r`).Scan(&out)
+	if err != nil {
+		return "state unreadable: " + err.Error()
+	}
+	return out
+}
+
 // testLog sends the server's log to the test's log and keeps it.
 type testLog struct {
 	t   *testing.T

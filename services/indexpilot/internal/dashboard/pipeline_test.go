@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/indexpilot/indexpilot/pkg/config"
@@ -100,18 +101,29 @@ func TestBrowserFollowsThePipeline(t *testing.T) {
 		require.NoError(t, err)
 	}
 
+	var done time.Time
+	require.NoError(t, db.Pool.QueryRow(ctx, "select clock_timestamp()").Scan(&done))
+
 	// The scorer priced it and the gatekeeper recorded it, waiting for
-	// approval; wait until the scorer has scored the whole workload, so
-	// that the numbers no longer move.
+	// approval; wait until the scorer has scored a window that holds the
+	// whole workload, so that its numbers no longer move. (Not the latest
+	// window: this test's own queries are workload too, so the collector
+	// records a new window at every poll, and a scoring run that takes
+	// longer than a poll, as on a loaded machine, never reaches the
+	// latest.)
 	var id string
-	require.Eventually(t, func() bool {
+	priced := assert.Eventually(t, func() bool {
 		err := db.Pool.QueryRow(ctx, `select r.id::text from indexpilot.recommendations r
  where r.table_name = 'events' and r.index_spec->'columns' = '["account_id"]' and r.state = 'proposed'
    and (r.evidence->>'wal_bytes_per_write_txn')::float8 > 0
    and (select position from indexpilot.stage_health where stage = 'scorer' and target = 'main')
-       >= (select max(window_end) from indexpilot.workload_stats where target = 'main')`).Scan(&id)
+       >= (select min(window_end) from indexpilot.workload_stats where target = 'main' and window_end >= $1)`, done).Scan(&id)
 		return err == nil
-	}, 2*time.Minute, 100*time.Millisecond, "no priced recommendation on events(account_id) waits for approval")
+	}, 2*time.Minute, 100*time.Millisecond)
+	if !priced {
+		t.Fatalf("no priced recommendation on events(account_id) waits for approval: %s", e.pipelineState(t))
+	}
+	t.Logf("pipeline: %s", e.pipelineState(t))
 	rec, err := decisions.GetRecommendation(ctx, db.Pool, id)
 	require.NoError(t, err)
 	require.Equal(t, "v2", rec.Evidence.FormulaVersion)
