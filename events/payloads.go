@@ -239,6 +239,10 @@ type IndexCandidateScored struct {
 	// that are HOT today and would not be with the index.
 	WALBytesPerWriteTxn float64 `json:"wal_bytes_per_write_txn"`
 	HotUpdatesLost      float64 `json:"hot_updates_lost,omitempty"`
+	// WALImageBytesPerWriteTxn is the part of WALBytesPerWriteTxn that is
+	// full-page images: the first change to a leaf after a checkpoint logs
+	// the whole page (docs/scorer.md, "Full-page images").
+	WALImageBytesPerWriteTxn float64 `json:"wal_image_bytes_per_write_txn,omitempty"`
 	// HeldReason is set when the candidate pays for itself but a budget or
 	// a cap held it back ("storage_budget", "max_indexes_per_table",
 	// "max_new_indexes"); HeldDetail gives the numbers. The gatekeeper

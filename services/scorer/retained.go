@@ -181,6 +181,24 @@ func retainedWrites(r *Retained, target, schema, table string, from, to time.Tim
 	return countersIncrease(values)
 }
 
+// retainedSpan is selector.writeSpan over the retained samples.
+func retainedSpan(r *Retained, target, schema, table string, from, to time.Time) time.Duration {
+	var first, last time.Time
+	for _, ts := range r.TableStats {
+		if ts == nil || ts.Target != target || ts.Schema != schema || ts.Table != table ||
+			!ts.ObservedAt.After(from) || ts.ObservedAt.After(to) {
+			continue
+		}
+		if first.IsZero() || ts.ObservedAt.Before(first) {
+			first = ts.ObservedAt
+		}
+		if ts.ObservedAt.After(last) {
+			last = ts.ObservedAt
+		}
+	}
+	return last.Sub(first)
+}
+
 // writeCounters is one observation of a table's cumulative write
 // counters: inserts, updates, HOT updates, deletes and updates to a new
 // page, the last notCounted where the server does not count it (before

@@ -577,6 +577,7 @@ func (s *Scorer) payloads(target, fv, method string, windowEnd time.Time, chosen
 				c.TimeSavedMsPerHour = round2(saved / hours)
 			}
 			c.WALBytesPerWriteTxn, c.HotUpdatesLost = round2(sc.wal.perTxn), round2(sc.wal.hotLost)
+			c.WALImageBytesPerWriteTxn = round2(sc.wal.fpiPerTxn)
 			if sc.wal.hotLost > 0 {
 				c.Notes = append(c.Notes, fmt.Sprintf("UPDATEs of %s set a column of this index: about %.0f updates in the window that are HOT today would not be",
 					sc.cand.Spec.Table, c.HotUpdatesLost))

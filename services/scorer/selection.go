@@ -61,6 +61,9 @@ type tableInfo struct {
 	rowWidth      float64
 	width         map[string]float64 // avg_width per column
 	nDistinct     map[string]float64 // distinct values per column (absolute)
+	// correlation is pg_stats' correlation of each column's values with
+	// their physical order (0 when unknown).
+	correlation map[string]float64
 	// writes is what the write model knows of the table's writes in the
 	// window (counters, indexed columns, fill factor).
 	writes tableWrites
@@ -136,6 +139,31 @@ type selector struct {
 	costOf    func(st *statement, set []events.IndexSpec) (float64, bool, error)
 	chargesOf func(spec events.IndexSpec) (charge, error)
 	sizeOf    func(spec events.IndexSpec) (int64, error)
+	// sizes caches size's estimates by index key.
+	sizes map[string]int64
+	// img is the target's checkpoint cycle against the window, once read
+	// (imgRead).
+	img     imageModel
+	imgRead bool
+}
+
+// images reads (once) what the full-page image model needs of the target:
+// full_page_writes and checkpoint_timeout.
+func (sel *selector) images() (imageModel, error) {
+	if sel.imgRead {
+		return sel.img, nil
+	}
+	var fpw bool
+	var timeout float64
+	if err := sel.pool.QueryRow(sel.ctx, `/* indexpilot:scorer */
+select current_setting('full_page_writes')::bool, (select setting::float8 from pg_catalog.pg_settings where name = 'checkpoint_timeout')`).Scan(&fpw, &timeout); err != nil {
+		return imageModel{}, fmt.Errorf("read checkpoint settings: %w", err)
+	}
+	if fpw && timeout > 0 {
+		sel.img.cycle = time.Duration(timeout * float64(time.Second))
+	}
+	sel.imgRead = true
+	return sel.img, nil
 }
 
 // loadBudget sets the storage budget: scorer.storage_budget_mb when set,
@@ -564,20 +592,25 @@ func leadingColumn(spec events.IndexSpec) string {
 // HypoPG's estimate ignores deduplication and overstates btrees up to
 // ~3×), else HypoPG's.
 func (sel *selector) size(spec events.IndexSpec) (int64, error) {
-	n, err := sel.sess.StatsSize(sel.ctx, spec)
-	if err == nil && n > 0 {
+	if n, ok := sel.sizes[spec.Key()]; ok {
 		return n, nil
 	}
-	if sel.stats {
-		return 0, nil
-	}
-	n, err = sel.sess.Size(sel.ctx, spec)
-	if err != nil {
-		if isNotEvaluable(err) {
+	n, err := sel.sess.StatsSize(sel.ctx, spec)
+	if err != nil || n <= 0 {
+		if sel.stats {
 			return 0, nil
 		}
-		return 0, err
+		if n, err = sel.sess.Size(sel.ctx, spec); err != nil {
+			if isNotEvaluable(err) {
+				return 0, nil
+			}
+			return 0, err
+		}
 	}
+	if sel.sizes == nil {
+		sel.sizes = map[string]int64{}
+	}
+	sel.sizes[spec.Key()] = n
 	return n, nil
 }
 
@@ -611,13 +644,28 @@ func (sel *selector) charges(spec events.IndexSpec) (charge, error) {
 		}
 	}
 	var ch charge
+	n := math.Max(ti.tuples*frac, 2)
+	pages := math.Ceil(n * entry / (8192 * 0.9))
 	if sel.formula.writeOverhead {
 		ch.wal = walCharge(ti, sel.writeStmts, spec.QualifiedTable(), spec, frac, sel.writeTxns)
+		img, err := sel.images()
+		if err != nil {
+			return charge{}, err
+		}
+		// The index's leaves: its estimated size in pages, or the build
+		// estimate's when there is none.
+		leaves := pages
+		size, err := sel.sizeOf(spec)
+		if err != nil {
+			return charge{}, err
+		}
+		if size > 8192 {
+			leaves = float64(size)/8192 - 1
+		}
+		addImages(&ch.wal, ti, spec, frac, leaves, img)
 		ch.write = ch.wal.cost
 	}
 	if sel.formula.buildCost {
-		n := math.Max(ti.tuples*frac, 2)
-		pages := math.Ceil(n * entry / (8192 * 0.9))
 		full := ti.pages*seqPageCost + n*(cpuTupleCost+2*cpuOperatorCost*math.Log2(n)) + pages*seqPageCost
 		share := sel.window.Hours() / sel.s.deps.Config.Scorer.BuildAmortization.Hours()
 		ch.build = full * math.Min(share, 1)
@@ -632,11 +680,11 @@ func (sel *selector) table(schema, name string) (*tableInfo, error) {
 	if ti, ok := sel.tables[key]; ok {
 		return ti, nil
 	}
-	ti := &tableInfo{width: map[string]float64{}, nDistinct: map[string]float64{}}
+	ti := &tableInfo{width: map[string]float64{}, nDistinct: map[string]float64{}, correlation: map[string]float64{}}
 	rows, err := sel.pool.Query(sel.ctx, `/* indexpilot:scorer */
 select c.relpages::float8, greatest(c.reltuples, 0)::float8, a.attname,
        coalesce(st.avg_width, case when a.attlen > 0 then a.attlen else 32 end)::float8,
-       coalesce(st.n_distinct, 0)::float8
+       coalesce(st.n_distinct, 0)::float8, coalesce(st.correlation, 0)::float8
   from pg_catalog.pg_class c
   join pg_catalog.pg_namespace n on n.oid = c.relnamespace
   join pg_catalog.pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
@@ -648,12 +696,13 @@ select c.relpages::float8, greatest(c.reltuples, 0)::float8, a.attname,
 	}
 	for rows.Next() {
 		var col string
-		var w, nd float64
-		if err := rows.Scan(&ti.pages, &ti.tuples, &col, &w, &nd); err != nil {
+		var w, nd, corr float64
+		if err := rows.Scan(&ti.pages, &ti.tuples, &col, &w, &nd, &corr); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read statistics of %s: %w", key, err)
 		}
 		ti.width[col] = w
+		ti.correlation[col] = corr
 		ti.rowWidth += w
 		switch {
 		case nd > 0:
@@ -674,6 +723,9 @@ select c.relpages::float8, greatest(c.reltuples, 0)::float8, a.attname,
 		return nil, err
 	}
 	ti.writes = counters
+	if ti.writes.span, err = sel.writeSpan(schema, name); err != nil {
+		return nil, err
+	}
 	if err := sel.loadTableWrites(schema, name, ti); err != nil {
 		return nil, err
 	}
@@ -712,6 +764,28 @@ select array[inserts, updates, hot_updates, deletes, coalesce(newpage_updates::f
 		return tableWrites{}, fmt.Errorf("read write rate of %s.%s: %w", schema, name, err)
 	}
 	return countersIncrease(values), nil
+}
+
+// writeSpan is the time the window's write counters of schema.table were
+// observed over: from its first sample in the window to its last (0 with
+// fewer than two). The write rate is their increase over it.
+func (sel *selector) writeSpan(schema, name string) (time.Duration, error) {
+	from, to := sel.windowEnd.Add(-sel.window), sel.windowEnd.Add(sel.s.deps.Config.Collector.Interval)
+	if sel.retained != nil {
+		return retainedSpan(sel.retained, sel.target, schema, name, from, to), nil
+	}
+	var first, last *time.Time
+	if err := sel.s.deps.Control.QueryRow(sel.ctx, `/* indexpilot:scorer */
+select min(observed_at), max(observed_at)
+  from indexpilot.table_stat_samples
+ where target = $1 and schema_name = $2 and table_name = $3 and observed_at > $4 and observed_at <= $5`,
+		sel.target, schema, name, from, to).Scan(&first, &last); err != nil {
+		return 0, fmt.Errorf("read the sample span of %s.%s: %w", schema, name, err)
+	}
+	if first == nil || last == nil {
+		return 0, nil
+	}
+	return last.Sub(*first), nil
 }
 
 // impliesPredicate reports whether the rows u reads all pass a partial

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 
@@ -145,8 +146,12 @@ type tableWrites struct {
 	// indexed: every column an existing index references (keys, INCLUDE,
 	// expressions, predicate): updating one makes an update non-HOT.
 	indexed map[string]bool
-	// entries: the entry width (header and keys) of each existing index.
+	// entries: the entry width (header and keys) of each existing index;
+	// leaves, in the same order, where its new entries land.
 	entries []float64
+	leaves  []indexLeaves
+	// span is the time the counters were observed over (writeSpan).
+	span time.Duration
 	// fillFactor is the table's fillfactor in percent.
 	fillFactor float64
 }
@@ -163,6 +168,13 @@ type writeCharge struct {
 	hotLost float64
 	// cost: walBytes in planner cost units.
 	cost float64
+	// fpiBytes is the part of walBytes that is full-page images, and
+	// fpiPerTxn that part per write transaction (addImages).
+	fpiBytes, fpiPerTxn float64
+	// What addImages needs of the window: the write transactions,
+	// the updates that maintain every index today (not HOT) and the
+	// inserted rows.
+	txns, nonHOT, inserts float64
 }
 
 // specColumns is every column an index on spec would reference: keys,
@@ -294,11 +306,117 @@ func walCharge(ti *tableInfo, stmts []writeStmt, table string, spec events.Index
 	if txns <= 0 {
 		txns = inserts + updates + tw.deletes
 	}
-	ch := writeCharge{walBytes: wal, hotLost: lost, cost: wal * walCostPerByte}
+	ch := writeCharge{walBytes: wal, hotLost: lost, cost: wal * walCostPerByte, txns: txns, nonHOT: updates - hotToday, inserts: inserts}
 	if txns > 0 {
 		ch.perTxn = wal / txns
 	}
 	return ch
+}
+
+// Full-page images. The first change to a page after a checkpoint logs
+// the whole page (full_page_writes, on by default), so an index whose new
+// entries land on leaves scattered over it costs far more WAL than its
+// records: on pgbench, the records of an index on the updated abalance add
+// about 100 B per transaction and its images about 1,400 B
+// (docs/benchmarks.md). Over one checkpoint cycle, n entries placed at
+// random over an index's L leaf pages dirty L·(1 − e^(−n/L)) distinct
+// pages, each logged once; entries of inserted rows whose key follows the
+// insertion order (a serial id, a creation time) all go to the right edge
+// and dirty one page a cycle.
+const (
+	// walFPIBytes is the WAL of one full-page image of a btree leaf: the
+	// page less its free space ("hole"), which is not logged. Measured on
+	// PostgreSQL 15: 400 inserts of random keys into a 100,000-row table
+	// right after a checkpoint logged 211 images in 1.62 MB, about 7,300 B
+	// an image once the records are taken off, for leaves built 90 % full;
+	// leaves split by random inserts are fuller or emptier, so the model
+	// takes a little less.
+	walFPIBytes = 7000.0
+	// appendCorrelation is the |pg_stats.correlation| of a key's first
+	// column above which inserted rows' entries are taken to go to the
+	// index's right edge.
+	appendCorrelation = 0.9
+)
+
+// indexLeaves is where an index's new entries land.
+type indexLeaves struct {
+	// pages: its leaf pages (all but the metapage; inner pages are few).
+	pages float64
+	// appends: inserted rows' entries go to its right edge.
+	appends bool
+}
+
+// imageModel is the target's checkpoint cycle.
+type imageModel struct {
+	// cycle is checkpoint_timeout, the longest a cycle lasts (a server that
+	// fills max_wal_size first checkpoints more often, so the images
+	// counted are a lower bound); 0 when full_page_writes is off: no
+	// images.
+	cycle time.Duration
+}
+
+// appendsInserts says whether inserted rows' entries in an index led by
+// column lead (or an expression of it) go to its right edge.
+func appendsInserts(ti *tableInfo, lead string) bool {
+	return lead != "" && math.Abs(ti.correlation[lead]) >= appendCorrelation
+}
+
+// dirtiedPages is the expected number of distinct pages, of pages, that n
+// changes placed at random dirty.
+func dirtiedPages(n, pages float64) float64 {
+	if n <= 0 || pages <= 0 {
+		return 0
+	}
+	return -pages * math.Expm1(-n/pages)
+}
+
+// addImages adds to ch, walCharge's figures for an index on spec (frac of
+// the rows, leaves leaf pages), the full-page images the index costs over
+// the window: those of its own leaves, and those of the existing indexes'
+// leaves that the updates it turns non-HOT dirty in addition.
+func addImages(ch *writeCharge, ti *tableInfo, spec events.IndexSpec, frac, leaves float64, img imageModel) {
+	// The window's writes were observed over the table's sample span.
+	if img.cycle <= 0 || ti.writes.span <= 0 {
+		return
+	}
+	cycles := ti.writes.span.Seconds() / img.cycle.Seconds()
+	perCycle := func(n float64) float64 { return n / cycles }
+	// The new index: updated rows' entries (updates not HOT today, and
+	// those it makes non-HOT) land where the rows' keys are, at random;
+	// inserted rows' too unless its key follows the insertion order.
+	own := (ch.nonHOT + ch.hotLost) * frac
+	edge := 0.0
+	if (spec.Method == "" || spec.Method == "btree") && appendsInserts(ti, leadingColumn(spec)) {
+		if ch.inserts*frac > 0 {
+			edge = 1
+		}
+	} else {
+		own += ch.inserts * frac
+	}
+	images := cycles * (dirtiedPages(perCycle(own), math.Max(leaves, 1)) + edge)
+	// The existing indexes: each update the new index makes non-HOT adds
+	// an entry to every one of them.
+	if ch.hotLost > 0 {
+		for _, l := range ti.writes.leaves {
+			before := ch.nonHOT
+			if !l.appends {
+				before += ch.inserts
+			}
+			images += cycles * (dirtiedPages(perCycle(before+ch.hotLost), l.pages) - dirtiedPages(perCycle(before), l.pages))
+		}
+	}
+	fpi := images * walFPIBytes
+	ch.fpiBytes = fpi
+	ch.walBytes += fpi
+	// In cost units an image is one page written sequentially into the
+	// WAL (seq_page_cost), not its bytes at walCostPerByte: that rate
+	// prices a record as the random leaf page its insertion finds and
+	// dirties, and the image is that same page, logged once a cycle.
+	ch.cost += images * seqPageCost
+	if ch.txns > 0 {
+		ch.perTxn = ch.walBytes / ch.txns
+		ch.fpiPerTxn = fpi / ch.txns
+	}
 }
 
 // updatedColumns is, per "schema.table", the columns the UPDATEs of stmts
@@ -347,7 +465,7 @@ select coalesce((select option_value::float8 from pg_catalog.pg_options_to_table
 	// Each index's key and INCLUDE columns (0: an expression), plus every
 	// column its expressions and predicate reference (pg_depend).
 	rows, err := sel.pool.Query(sel.ctx, `/* indexpilot:scorer */
-select i.indexrelid::int8,
+select i.indexrelid::int8, greatest(ic.relpages - 1, 1)::float8, ic.relam = (select oid from pg_catalog.pg_am where amname = 'btree'),
        array(select coalesce(a.attname, '') from unnest(i.indkey::int2[]) with ordinality k(attnum, ord)
               left join pg_catalog.pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
              order by k.ord),
@@ -357,6 +475,7 @@ select i.indexrelid::int8,
                and d.refclassid = 'pg_catalog.pg_class'::regclass and d.refobjid = i.indrelid and d.refobjsubid > 0)
   from pg_catalog.pg_index i
   join pg_catalog.pg_class c on c.oid = i.indrelid
+  join pg_catalog.pg_class ic on ic.oid = i.indexrelid
   join pg_catalog.pg_namespace n on n.oid = c.relnamespace
  where n.nspname = $1 and c.relname = $2`, schema, name)
 	if err != nil {
@@ -365,11 +484,18 @@ select i.indexrelid::int8,
 	defer rows.Close()
 	for rows.Next() {
 		var oid int64
+		var pages float64
+		var btree bool
 		var keys, deps []string
-		if err := rows.Scan(&oid, &keys, &deps); err != nil {
+		if err := rows.Scan(&oid, &pages, &btree, &keys, &deps); err != nil {
 			return fmt.Errorf("read indexes of %s: %w", key, err)
 		}
 		ti.writes.entries = append(ti.writes.entries, entryWidth(ti, keys))
+		lead := ""
+		if len(keys) > 0 {
+			lead = keys[0]
+		}
+		ti.writes.leaves = append(ti.writes.leaves, indexLeaves{pages: pages, appends: btree && appendsInserts(ti, lead)})
 		for _, c := range append(keys, deps...) {
 			if c != "" {
 				ti.writes.indexed[c] = true

@@ -68,7 +68,16 @@ func TestHOTAwareWriteCharge(t *testing.T) {
 	}
 	require.NotNil(t, status, "a status index is priced and listed as rejected: %v", byCols)
 	require.Greater(t, status.HotUpdatesLost, 90000.0, "the HOT updates it would stop")
-	require.Greater(t, status.WALBytesPerWriteTxn, 10*owner.WALBytesPerWriteTxn)
+	// Its records alone cost over ten times the owner index's. Both
+	// indexes are small and written all over, so every checkpoint cycle
+	// dirties (and logs the full image of) each of their leaves: the
+	// images cost them about the same, and status still several times
+	// owner in all.
+	records := func(c *events.IndexCandidateScored) float64 { return c.WALBytesPerWriteTxn - c.WALImageBytesPerWriteTxn }
+	require.Greater(t, records(status), 10*records(owner))
+	require.Positive(t, owner.WALImageBytesPerWriteTxn, "inserts and non-HOT updates dirty the owner index's leaves")
+	require.Positive(t, status.WALImageBytesPerWriteTxn)
+	require.Greater(t, status.WALBytesPerWriteTxn, 5*owner.WALBytesPerWriteTxn)
 	require.Greater(t, status.BenefitCost, 0.0, "its read saving is shown next to its write cost")
 	require.Greater(t, status.WriteOverheadCost, status.BenefitCost)
 	require.Equal(t, string(events.ReasonWriteOverhead), status.RejectedReason)

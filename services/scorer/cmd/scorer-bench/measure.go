@@ -511,10 +511,10 @@ func printSets(w io.Writer, wl workload, sets []*indexSet) {
 // chose, held or rejected: read saving against WAL per write transaction.
 func printParetoView(w io.Writer, rep *scorer.Report) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "candidate\toutcome\tread saving\test. WAL B/write txn\tHOT lost\twrite cost\tnet")
+	fmt.Fprintln(tw, "candidate\toutcome\tread saving\test. WAL B/write txn\tof it images\tHOT lost\twrite cost\tnet")
 	rep.EachCandidate(func(c *events.IndexCandidateScored, outcome string) {
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.1f\t%.0f\t%.0f\t%.0f\n", label(c.Index), outcome, c.BenefitCost, c.WALBytesPerWriteTxn,
-			c.HotUpdatesLost, c.WriteOverheadCost, c.NetBenefit)
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.1f\t%.1f\t%.0f\t%.0f\t%.0f\n", label(c.Index), outcome, c.BenefitCost, c.WALBytesPerWriteTxn,
+			c.WALImageBytesPerWriteTxn, c.HotUpdatesLost, c.WriteOverheadCost, c.NetBenefit)
 	})
 	_ = tw.Flush()
 }
