@@ -73,7 +73,9 @@ func TestHOTAwareWriteCharge(t *testing.T) {
 	// dirties (and logs the full image of) each of their leaves: the
 	// images cost them about the same, and status still several times
 	// owner in all.
-	records := func(c *events.IndexCandidateScored) float64 { return c.WALBytesPerWriteTxn - c.WALImageBytesPerWriteTxn }
+	records := func(c *events.IndexCandidateScored) float64 {
+		return c.WALBytesPerWriteTxn - c.WALImageBytesPerWriteTxn
+	}
 	require.Greater(t, records(status), 10*records(owner))
 	require.Positive(t, owner.WALImageBytesPerWriteTxn, "inserts and non-HOT updates dirty the owner index's leaves")
 	require.Positive(t, status.WALImageBytesPerWriteTxn)
