@@ -307,6 +307,16 @@ func DescribeWALBasis(basis string) string {
 	return ""
 }
 
+// WALUnit is what a candidate's WAL bytes are counted per, in words for
+// evidence lines and sentences: DescribeWALBasis, or "per write
+// transaction" for a candidate without a basis (the figure's name).
+func WALUnit(basis string) string {
+	if d := DescribeWALBasis(basis); d != "" {
+		return d
+	}
+	return "per write transaction"
+}
+
 // Forecast is the recurring peak behind a candidate and when to build for
 // it. Times are UTC.
 type Forecast struct {

@@ -605,7 +605,7 @@ func (s *Scorer) payloads(target, fv, method string, windowEnd time.Time, chosen
 func overchargedDetail(c *events.IndexCandidateScored) string {
 	return fmt.Sprintf("its read saving %.0f (plan-cost units over the window) is below its write cost %.0f "+
 		"(%.1f WAL bytes %s; %.0f updates in the window would stop being HOT) plus build cost %.0f",
-		c.BenefitCost, c.WriteOverheadCost, c.WALBytesPerWriteTxn, walUnit(c.WALBasis), c.HotUpdatesLost, c.BuildCost)
+		c.BenefitCost, c.WriteOverheadCost, c.WALBytesPerWriteTxn, events.WALUnit(c.WALBasis), c.HotUpdatesLost, c.BuildCost)
 }
 
 func round2(f float64) float64 { return math.Round(f*100) / 100 }
@@ -726,13 +726,4 @@ select index_spec from indexpilot.recommendations where target = $1 and state in
 		return nil, fmt.Errorf("read the indexes being built on %s: %w", target, err)
 	}
 	return specs, nil
-}
-
-// walUnit is what WAL bytes are counted per in a candidate's sentences:
-// its basis in words, or "per write transaction" when it has none.
-func walUnit(basis string) string {
-	if d := events.DescribeWALBasis(basis); d != "" {
-		return d
-	}
-	return "per write transaction"
 }
