@@ -148,7 +148,7 @@ func TestLeftOutCandidatesShowTheirNumbers(t *testing.T) {
 	require.NotNil(t, m, "held detail: %q", heldRec.Detail)
 	require.Equal(t, bytesize.Human(held.EstimatedSizeBytes), m[1])
 	require.Equal(t, "1.0 MiB", m[2], "the budget of 1 MiB")
-	m = regexp.MustCompile(`its read saving (\d+) .*below its write cost (\d+) \(([\d.]+) WAL bytes `+regexp.QuoteMeta(events.WALUnit(rejected.WALBasis))).FindStringSubmatch(rejRec.Detail)
+	m = regexp.MustCompile(`its read saving (\d+) .*below its write cost (\d+) \(([\d.]+) WAL bytes ` + regexp.QuoteMeta(events.WALUnit(rejected.WALBasis))).FindStringSubmatch(rejRec.Detail)
 	require.NotNil(t, m, "rejected detail: %q", rejRec.Detail)
 	// The same figures as the evidence line below, digit for digit.
 	for i, want := range []string{fmt.Sprintf("%.0f", rejected.BenefitCost), fmt.Sprintf("%.0f", rejected.WriteOverheadCost),
