@@ -104,40 +104,49 @@ func TestStrictDecodeRejectsUnknownFields(t *testing.T) {
 	}
 }
 
-// TestTableStatWithoutNewPageUpdates: a tablestat.observed.v1 without
+// TestTableStatWithoutOptionalCounters: a tablestat.observed.v1 without
 // newpage_updates (a PostgreSQL 14/15 target, or a collector from before
-// the field) still decodes strictly, reads as unknown (nil, not 0), and
+// the field) or without server_xact_next (a collector from before the
+// field) still decodes strictly, reads as unknown (nil, not 0), and
 // re-encodes without the field.
-func TestTableStatWithoutNewPageUpdates(t *testing.T) {
+func TestTableStatWithoutOptionalCounters(t *testing.T) {
 	b, err := os.ReadFile(fixturePath(events.TypeTableStatObserved))
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := strings.Replace(string(b), ",\n    \"newpage_updates\": 12", "", 1)
-	if old == string(b) {
-		t.Fatal("the tablestat fixture carries no newpage_updates to take out")
-	}
-	env, err := events.Unmarshal([]byte(old))
-	if err != nil {
-		t.Fatalf("decode envelope without newpage_updates: %v", err)
-	}
-	var ts events.TableStatObserved
-	if err := events.DecodeData(env, &ts); err != nil {
-		t.Fatalf("decode tablestat without newpage_updates: %v", err)
-	}
-	if ts.NewPageUpdates != nil {
-		t.Fatalf("newpage_updates absent on the wire: got %d, want nil (unknown)", *ts.NewPageUpdates)
-	}
-	re, err := events.Wrap(&ts, env.Producer, env.CorrelationID, env.OccurredAt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reb, err := events.MarshalIndent(re)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(reb) != old {
-		t.Errorf("tablestat without newpage_updates does not re-encode byte-identically:\n got: %s\nwant: %s", reb, old)
+	for _, tc := range []struct {
+		field, line string
+		get         func(*events.TableStatObserved) *int64
+	}{
+		{"newpage_updates", ",\n    \"newpage_updates\": 12", func(ts *events.TableStatObserved) *int64 { return ts.NewPageUpdates }},
+		{"server_xact_next", ",\n    \"server_xact_next\": 7340512", func(ts *events.TableStatObserved) *int64 { return ts.ServerXactNext }},
+	} {
+		old := strings.Replace(string(b), tc.line, "", 1)
+		if old == string(b) {
+			t.Fatalf("the tablestat fixture carries no %s to take out", tc.field)
+		}
+		env, err := events.Unmarshal([]byte(old))
+		if err != nil {
+			t.Fatalf("decode envelope without %s: %v", tc.field, err)
+		}
+		var ts events.TableStatObserved
+		if err := events.DecodeData(env, &ts); err != nil {
+			t.Fatalf("decode tablestat without %s: %v", tc.field, err)
+		}
+		if v := tc.get(&ts); v != nil {
+			t.Fatalf("%s absent on the wire: got %d, want nil (unknown)", tc.field, *v)
+		}
+		re, err := events.Wrap(&ts, env.Producer, env.CorrelationID, env.OccurredAt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reb, err := events.MarshalIndent(re)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(reb) != old {
+			t.Errorf("tablestat without %s does not re-encode byte-identically:\n got: %s\nwant: %s", tc.field, reb, old)
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ func Examples() []Payload {
 	statsReset := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	exampleTenant, exampleField := "tenant-42", "email"
 	exampleNewPage := int64(12)
+	exampleXactNext := int64(7340512)
 	spec := IndexSpec{Schema: "public", Table: "contacts", Method: "btree", Columns: []string{"tenant_id", "email"}}
 	cand := CandidateID("main", spec, "v1")
 	candEvent := &IndexCandidateScored{
@@ -41,7 +42,7 @@ func Examples() []Payload {
 				Scans: 3, SizeBytes: 917504, Valid: true, Primary: true, Unique: true,
 				TuplesRead: 3, TuplesFetched: 3, Constraint: true, ReplicaIdentity: true,
 			}},
-			StatsResetAt: &statsReset, NewPageUpdates: &exampleNewPage,
+			StatsResetAt: &statsReset, NewPageUpdates: &exampleNewPage, ServerXactNext: &exampleXactNext,
 		},
 		&AppStatObserved{
 			Target: "main", RowID: "81920", TenantID: &exampleTenant, Table: "contacts", Field: &exampleField,

@@ -143,6 +143,15 @@ type TableStatObserved struct {
 	// before 16, where the server does not count it (absent is "unknown",
 	// never 0).
 	NewPageUpdates *int64 `json:"newpage_updates,omitempty"`
+	// ServerXactNext is the server's next transaction id
+	// (pg_snapshot_xmax(pg_current_snapshot())), read in the same
+	// statement as the table counters above. It is server-wide, not per
+	// table or database: only a transaction that writes is given an id, so
+	// its increase between two polls counts the write transactions of
+	// every database of the server (and their aborted ones). The same at
+	// every table of one poll. Absent from collectors before the field
+	// (unknown).
+	ServerXactNext *int64 `json:"server_xact_next,omitempty"`
 }
 
 // IndexStat is one existing index of a table.
@@ -243,6 +252,12 @@ type IndexCandidateScored struct {
 	// full-page images: the first change to a leaf after a checkpoint logs
 	// the whole page (docs/scorer.md, "Full-page images").
 	WALImageBytesPerWriteTxn float64 `json:"wal_image_bytes_per_write_txn,omitempty"`
+	// WALBasis says what WALBytesPerWriteTxn divides by: WALPerWriteTxn
+	// when the server's transaction counter gave the window's write
+	// transactions, WALPerWriteStatement when it did not (the calls of the
+	// write statements, several to a transaction). Absent from scorers
+	// before the field (per write statement) and under formula v1.
+	WALBasis string `json:"wal_basis,omitempty"`
 	// HeldReason is set when the candidate pays for itself but a budget or
 	// a cap held it back ("storage_budget", "max_indexes_per_table",
 	// "max_new_indexes"); HeldDetail gives the numbers. The gatekeeper
@@ -269,6 +284,41 @@ type IndexCandidateScored struct {
 	// statement's benefit (calls × mean time × improvement) split by its
 	// Tenants, summed. Absent when no statement has per-tenant data.
 	Tenants []TenantShare `json:"tenants,omitempty"`
+}
+
+// Bases of IndexCandidateScored.WALBytesPerWriteTxn.
+const (
+	// WALPerWriteTxn: divided by the window's write transactions, the
+	// increase of the server's transaction counter (capped by the write
+	// statements' calls, which a busy multi-database server exceeds).
+	WALPerWriteTxn = "write_txn"
+	// WALPerWriteStatement: divided by the calls of the write statements,
+	// for want of a transaction count (an older collector, a window without
+	// two samples carrying it).
+	WALPerWriteStatement = "write_statement"
+)
+
+// DescribeWALBasis names a WAL basis in words for evidence lines: "per
+// write transaction (server xid counter)", "per write statement (no
+// transaction count)"; "" for an unknown or absent basis.
+func DescribeWALBasis(basis string) string {
+	switch basis {
+	case WALPerWriteTxn:
+		return "per write transaction (server xid counter)"
+	case WALPerWriteStatement:
+		return "per write statement (no transaction count)"
+	}
+	return ""
+}
+
+// WALUnit is what a candidate's WAL bytes are counted per, in words for
+// evidence lines and sentences: DescribeWALBasis, or "per write
+// transaction" for a candidate without a basis (the figure's name).
+func WALUnit(basis string) string {
+	if d := DescribeWALBasis(basis); d != "" {
+		return d
+	}
+	return "per write transaction"
 }
 
 // Forecast is the recurring peak behind a candidate and when to build for

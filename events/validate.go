@@ -101,6 +101,9 @@ func (p *TableStatObserved) Validate() error {
 			return errMissing(TypeTableStatObserved, fmt.Sprintf("indexes[%d].name", i))
 		}
 	}
+	if p.ServerXactNext != nil && *p.ServerXactNext < 0 {
+		return fmt.Errorf("invalid %s: server_xact_next %d is negative", TypeTableStatObserved, *p.ServerXactNext)
+	}
 	return nil
 }
 

@@ -148,7 +148,7 @@ func TestLeftOutCandidatesShowTheirNumbers(t *testing.T) {
 	require.NotNil(t, m, "held detail: %q", heldRec.Detail)
 	require.Equal(t, bytesize.Human(held.EstimatedSizeBytes), m[1])
 	require.Equal(t, "1.0 MiB", m[2], "the budget of 1 MiB")
-	m = regexp.MustCompile(`its read saving (\d+) .*below its write cost (\d+) \(([\d.]+) WAL bytes per write transaction`).FindStringSubmatch(rejRec.Detail)
+	m = regexp.MustCompile(`its read saving (\d+) .*below its write cost (\d+) \(([\d.]+) WAL bytes ` + regexp.QuoteMeta(events.WALUnit(rejected.WALBasis))).FindStringSubmatch(rejRec.Detail)
 	require.NotNil(t, m, "rejected detail: %q", rejRec.Detail)
 	// The same figures as the evidence line below, digit for digit.
 	for i, want := range []string{fmt.Sprintf("%.0f", rejected.BenefitCost), fmt.Sprintf("%.0f", rejected.WriteOverheadCost),
@@ -160,7 +160,8 @@ func TestLeftOutCandidatesShowTheirNumbers(t *testing.T) {
 	require.Contains(t, rejRec.NextStep, "a run in which its read saving outweighs its charges reopens it")
 	// The evidence line of both (recommendations --evidence, explain).
 	pareto := func(c *events.IndexCandidateScored) string {
-		return fmt.Sprintf("read saving %.0f  vs  write %.0f (%.1f WAL bytes per write txn", c.BenefitCost, c.WriteOverheadCost, c.WALBytesPerWriteTxn)
+		return fmt.Sprintf("read saving %.0f  vs  write %.0f (%.1f WAL bytes %s", c.BenefitCost, c.WriteOverheadCost, c.WALBytesPerWriteTxn,
+			events.WALUnit(c.WALBasis))
 	}
 
 	// The CLI.
@@ -230,7 +231,7 @@ func TestLeftOutCandidatesShowTheirNumbers(t *testing.T) {
 	require.Contains(t, hr, reasonCell(heldRec), "the held row:\n%s", hr)
 	rr := listRow(list, rejRec)
 	require.Contains(t, rr, fmt.Sprintf(`<td class="read-saving">%.2f</td>`, rejected.BenefitCost))
-	require.Contains(t, rr, fmt.Sprintf(`<td class="wal">%.2f B</td>`, rejected.WALBytesPerWriteTxn))
+	require.Contains(t, rr, fmt.Sprintf(`<td class="wal" title="%s">%.2f B</td>`, esc(events.WALUnit(rejected.WALBasis)), rejected.WALBytesPerWriteTxn))
 	require.Contains(t, rr, reasonCell(rejRec), "the rejected row:\n%s", rr)
 	require.Contains(t, rr, `<td class="size">-</td>`, "the scorer does not size a rejected candidate")
 
@@ -244,7 +245,9 @@ func TestLeftOutCandidatesShowTheirNumbers(t *testing.T) {
 	page = get("/recommendations/" + rejRec.ID)
 	require.Contains(t, page, `<p class="reason" id="reason">Reason: `+esc(string(events.ReasonWriteOverhead)+": "+rejRec.Detail)+`</p>`)
 	require.Contains(t, page, `<p class="reason" id="next-step">Next step: `+esc(rejRec.NextStep)+`</p>`)
-	require.Contains(t, page, fmt.Sprintf(`<dd id="wal">%.2f bytes</dd>`, rejected.WALBytesPerWriteTxn))
+	require.Contains(t, page, fmt.Sprintf(`<dd id="wal">%.2f bytes <small id="wal-basis">%s</small></dd>`, rejected.WALBytesPerWriteTxn,
+		esc(events.WALUnit(rejected.WALBasis))))
+	require.Equal(t, events.WALPerWriteStatement, rejected.WALBasis, "the test's samples carry no server transaction counter")
 	require.Contains(t, page, fmt.Sprintf(`<dd id="read-saving">%.2f plan-cost units per window</dd>`, rejected.BenefitCost))
 	require.NotContains(t, page, `id="approve"`)
 

@@ -488,7 +488,11 @@ func (s *Scorer) scoreWorkload(ctx context.Context, pool *pgxpool.Pool, target, 
 			sel.forecasts[st.QueryID] = st.forecast
 		}
 	}
-	sel.writeTxns = writeTxns(sel.writeStmts)
+	serverTxns, known, err := sel.serverWriteTxns()
+	if err != nil {
+		return err
+	}
+	sel.writeTxns, sel.walBasis = windowWriteTxns(writeTxns(sel.writeStmts), serverTxns, known)
 	sel.updated = updatedColumns(sel.writeStmts)
 	rep.updated = sel.updated
 	if !sess.Available() {
@@ -576,7 +580,7 @@ func (s *Scorer) payloads(target, fv, method string, windowEnd time.Time, chosen
 				}
 				c.TimeSavedMsPerHour = round2(saved / hours)
 			}
-			c.WALBytesPerWriteTxn, c.HotUpdatesLost = round2(sc.wal.perTxn), round2(sc.wal.hotLost)
+			c.WALBytesPerWriteTxn, c.HotUpdatesLost, c.WALBasis = round2(sc.wal.perTxn), round2(sc.wal.hotLost), sel.walBasis
 			c.WALImageBytesPerWriteTxn = round2(sc.wal.fpiPerTxn)
 			if sc.wal.hotLost > 0 {
 				c.Notes = append(c.Notes, fmt.Sprintf("UPDATEs of %s set a column of this index: about %.0f updates in the window that are HOT today would not be",
@@ -601,8 +605,8 @@ func (s *Scorer) payloads(target, fv, method string, windowEnd time.Time, chosen
 // charges (not v1) rejects a candidate, and it sets those fields.
 func overchargedDetail(c *events.IndexCandidateScored) string {
 	return fmt.Sprintf("its read saving %.0f (plan-cost units over the window) is below its write cost %.0f "+
-		"(%.1f WAL bytes per write transaction; %.0f updates in the window would stop being HOT) plus build cost %.0f",
-		c.BenefitCost, c.WriteOverheadCost, c.WALBytesPerWriteTxn, c.HotUpdatesLost, c.BuildCost)
+		"(%.1f WAL bytes %s; %.0f updates in the window would stop being HOT) plus build cost %.0f",
+		c.BenefitCost, c.WriteOverheadCost, c.WALBytesPerWriteTxn, events.WALUnit(c.WALBasis), c.HotUpdatesLost, c.BuildCost)
 }
 
 func round2(f float64) float64 { return math.Round(f*100) / 100 }

@@ -508,9 +508,11 @@ on conflict (target, schema_name, table_name) do update
 		return nil, classify(fmt.Errorf("store tablestat %s: %w", env.ID, err))
 	}
 	_, err = tx.Exec(ctx, `/* indexpilot:scorer */
-insert into indexpilot.table_stat_samples (target, schema_name, table_name, observed_at, inserts, updates, hot_updates, deletes, newpage_updates)
-values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-on conflict do nothing`, ts.Target, ts.Schema, ts.Table, ts.ObservedAt, ts.Inserts, ts.Updates, ts.HotUpdates, ts.Deletes, ts.NewPageUpdates)
+insert into indexpilot.table_stat_samples (target, schema_name, table_name, observed_at, inserts, updates, hot_updates, deletes,
+       newpage_updates, server_xact_next)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+on conflict do nothing`, ts.Target, ts.Schema, ts.Table, ts.ObservedAt, ts.Inserts, ts.Updates, ts.HotUpdates, ts.Deletes,
+		ts.NewPageUpdates, ts.ServerXactNext)
 	if err != nil {
 		return nil, classify(fmt.Errorf("store tablestat sample %s: %w", env.ID, err))
 	}

@@ -112,10 +112,12 @@ type selector struct {
 	tables map[string]*tableInfo
 	budget int64
 	proven int
-	// writeStmts are the workload's write statements and writeTxns their
-	// calls: the write model's view of the write mix.
+	// writeStmts are the workload's write statements and writeTxns the
+	// write transactions they ran in (windowWriteTxns): the write model's
+	// view of the write mix. walBasis says how writeTxns was counted.
 	writeStmts []writeStmt
 	writeTxns  float64
+	walBasis   string
 	// updated is, per "schema.table", the columns the workload's UPDATEs
 	// set.
 	updated map[string]map[string]bool

@@ -223,8 +223,9 @@ func entryWidth(ti *tableInfo, cols []string) float64 {
 //     predicate.
 //
 // txns is the number of write transactions of the workload in the window
-// (the calls of its write statements; the table's counted row writes when
-// the workload shows none).
+// (windowWriteTxns: the server's transaction count capped by the calls of
+// its write statements, or those calls; the table's counted row writes
+// when the workload shows none).
 func walCharge(ti *tableInfo, stmts []writeStmt, table string, spec events.IndexSpec, frac, txns float64) writeCharge {
 	tw := ti.writes
 	cand := specColumns(spec)
@@ -437,8 +438,9 @@ func updatedColumns(stmts []writeStmt) map[string]map[string]bool {
 	return out
 }
 
-// writeTxns is the number of write transactions in the window: the calls
-// of the workload's write statements.
+// writeTxns is the calls of the workload's write statements in the
+// window: its write transactions when each statement runs in its own, an
+// upper bound otherwise (windowWriteTxns).
 func writeTxns(stmts []writeStmt) float64 {
 	var n float64
 	for _, w := range stmts {

@@ -354,6 +354,12 @@ func readErr(what string, err error) error {
 // last_seq_scan, last_idx_scan and n_tup_newpage_upd to pg_stat_user_tables
 // and last_idx_scan to pg_stat_user_indexes; before 16 they read NULL.
 //
+// The server's next transaction id (pg_snapshot_xmax of the current
+// snapshot, PostgreSQL 13+; xid8 has no cast to a number but through its
+// text) is read in the same statement, so at the same instant as the
+// counters: only transactions that write get an id, so its increase
+// between polls counts the server's write transactions (every database).
+//
 // avg_row_width is the planner's estimate of a row's data width, as EXPLAIN
 // shows it: per live column, pg_stats.avg_width once the table has been
 // analysed, otherwise the type's fixed length or 32 bytes for a
@@ -386,8 +392,10 @@ select s.schemaname, s.relname,
        coalesce(s.seq_scan, 0), coalesce(s.idx_scan, 0),
        coalesce(s.n_tup_ins, 0), coalesce(s.n_tup_upd, 0), coalesce(s.n_tup_hot_upd, 0), coalesce(s.n_tup_del, 0),
        coalesce(x.indexes, '[]'::json),
-       (select stats_reset from db), ` + lastSeq + `, ` + lastIdx + `, ` + newPage + `
+       (select stats_reset from db), ` + lastSeq + `, ` + lastIdx + `, ` + newPage + `,
+       xact.next
   from pg_stat_user_tables s
+  cross join (select pg_snapshot_xmax(pg_current_snapshot())::text::int8 as next) xact
   join pg_class c on c.oid = s.relid
   left join lateral (
     select sum(coalesce(st.avg_width, case when t.typlen > 0 then t.typlen else 32 end))::bigint as width
@@ -448,7 +456,7 @@ func ReadTables(ctx context.Context, q postgres.Querier, target string, serverVe
 		t := &events.TableStatObserved{Target: target, ObservedAt: at}
 		if err := rows.Scan(&t.Schema, &t.Table, &t.TableSizeBytes, &t.TotalSizeBytes, &t.LiveRows,
 			&t.AvgRowWidthBytes, &t.SeqScans, &t.IdxScans, &t.Inserts, &t.Updates, &t.HotUpdates,
-			&t.Deletes, &t.Indexes, &t.StatsResetAt, &t.LastSeqScanAt, &t.LastIdxScanAt, &t.NewPageUpdates); err != nil {
+			&t.Deletes, &t.Indexes, &t.StatsResetAt, &t.LastSeqScanAt, &t.LastIdxScanAt, &t.NewPageUpdates, &t.ServerXactNext); err != nil {
 			return nil, fmt.Errorf("scan table statistics: %w", err)
 		}
 		if t.Indexes == nil {

@@ -170,3 +170,31 @@ func TestVersionMatrixNewPageUpdates(t *testing.T) {
 		require.Zero(t, *roomy.NewPageUpdates, "HOT updates stay on their page")
 	})
 }
+
+// TestVersionMatrixServerXactNext: every table of a poll carries the
+// server's next transaction id, read with its counters; a write
+// transaction committed between two polls took an id from the first
+// poll's value on, below the second's.
+func TestVersionMatrixServerXactNext(t *testing.T) {
+	pgtest.ForEachVersion(t, func(t *testing.T, v pgtest.Version) {
+		ctx := context.Background()
+		db := pgtest.NewDatabaseOn(t, v.AdminURL)
+		db.Exec(t, "create table a (id int)", "create table b (id int)")
+		next := func() int64 {
+			got, err := ReadTables(ctx, db.Pool, "main", 0, time.Now().UTC())
+			require.NoError(t, err)
+			require.Len(t, got, 2)
+			for _, ts := range got {
+				require.NotNil(t, ts.ServerXactNext, "PostgreSQL %d: table %s carries no server_xact_next", v.Major, ts.Table)
+			}
+			require.Equal(t, *got[0].ServerXactNext, *got[1].ServerXactNext, "one value per poll, server-wide")
+			return *got[0].ServerXactNext
+		}
+		before := next()
+		var xid int64
+		require.NoError(t, db.Pool.QueryRow(ctx, "insert into a values (1) returning pg_current_xact_id()::text::int8").Scan(&xid))
+		after := next()
+		require.GreaterOrEqual(t, xid, before, "the write's transaction id is not below the first poll's next id")
+		require.Greater(t, after, xid, "the second poll's next id is past the write's transaction id")
+	})
+}

@@ -175,12 +175,20 @@ func printReplay(w io.Writer, reports []*scorer.Report, emitted bool) {
 			// it adds per write transaction, chosen, held or rejected.
 			tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "  INDEX	OUTCOME	BEST GAIN	SIZE	READ SAVING	WAL B/WRITE TXN	HOT LOST	WRITE	BUILD	NET BENEFIT	STATEMENTS")
+			basis := ""
 			r.EachCandidate(func(c *events.IndexCandidateScored, outcome string) {
 				fmt.Fprintf(tw, "  %s (%s)\t%s\t%.1f %%\t%s\t%.0f\t%.1f\t%.0f\t%.0f\t%.0f\t%.0f\t%d\n", c.Index.QualifiedTable(),
 					strings.Join(c.Index.Columns, ", "), outcome, c.MaxImprovementPct, decisions.EstimatedSize(c.EstimatedSizeBytes), c.BenefitCost,
 					c.WALBytesPerWriteTxn, c.HotUpdatesLost, c.WriteOverheadCost, c.BuildCost, c.NetBenefit, len(c.Statements))
+				if basis == "" {
+					basis = c.WALBasis
+				}
 			})
 			_ = tw.Flush()
+			if basis != "" {
+				// One basis per run: the window's write transactions.
+				fmt.Fprintf(w, "  WAL bytes %s\n", events.WALUnit(basis))
+			}
 			for _, c := range r.Held {
 				fmt.Fprintf(w, "  held %s (%s): %s\n", c.Index.QualifiedTable(), strings.Join(c.Index.Columns, ", "), c.HeldDetail)
 			}

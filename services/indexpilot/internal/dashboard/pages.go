@@ -165,7 +165,11 @@ type recView struct {
 	// transaction (wal_bytes_per_write_txn); nil where the formula has no
 	// write model (v1).
 	WALPerWriteTxn *float64
-	Statements     []events.StatementEvidence
+	// WALUnit says what WALPerWriteTxn is counted per (wal_basis, in
+	// words): write transactions or, without the server's transaction
+	// counter, write statements.
+	WALUnit    string
+	Statements []events.StatementEvidence
 	// Extra are evidence fields this page has no place for, by JSON name.
 	Extra [][2]string
 }
@@ -174,7 +178,7 @@ type recView struct {
 // own place; any other non-empty field is listed in Extra.
 var shownEvidence = map[string]bool{"target": true, "candidate_id": true, "index": true, "formula_version": true,
 	"what_if_method": true, "window_end": true, "max_improvement_pct": true, "estimated_size_bytes": true,
-	"statements": true, "benefit_cost": true, "write_overhead_cost": true, "wal_bytes_per_write_txn": true,
+	"statements": true, "benefit_cost": true, "write_overhead_cost": true, "wal_bytes_per_write_txn": true, "wal_basis": true,
 	"hot_updates_lost": true, "held_reason": true, "held_detail": true, "rejected_reason": true, "rejected_detail": true,
 	"notes": true, "build_cost": true, "net_benefit": true, "time_saved_ms_per_hour": true, "forecast": true, "tenants": true}
 
@@ -187,7 +191,7 @@ func view(rec decisions.Recommendation) recView {
 	v := recView{Recommendation: rec, ReadSaving: ev.BenefitCost, WriteCost: ev.WriteOverheadCost, Statements: ev.Statements}
 	if hasWriteModel(ev.FormulaVersion) {
 		wal := ev.WALBytesPerWriteTxn
-		v.WALPerWriteTxn = &wal
+		v.WALPerWriteTxn, v.WALUnit = &wal, events.WALUnit(ev.WALBasis)
 	}
 	raw, _ := json.Marshal(ev)
 	var m map[string]json.RawMessage

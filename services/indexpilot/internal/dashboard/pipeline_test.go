@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/indexpilot/indexpilot/events"
 	"github.com/indexpilot/indexpilot/pkg/config"
 	"github.com/indexpilot/indexpilot/pkg/pgtest"
 	"github.com/indexpilot/indexpilot/services/indexpilot"
@@ -153,7 +154,7 @@ func TestBrowserFollowsThePipeline(t *testing.T) {
 		require.NoError(t, err)
 		run(t, b, chromedp.Navigate(u+"/recommendations/"+id))
 		return textNow(t, b, "#read-saving") == fmt.Sprintf("%.2f plan-cost units per window", r.Evidence.BenefitCost) &&
-			textNow(t, b, "#wal") == fmt.Sprintf("%.2f bytes", r.Evidence.WALBytesPerWriteTxn) &&
+			textNow(t, b, "#wal") == fmt.Sprintf("%.2f bytes %s", r.Evidence.WALBytesPerWriteTxn, events.WALUnit(r.Evidence.WALBasis)) &&
 			textNow(t, b, "#ddl") == r.DDL && textNow(t, b, "#trace-id") == r.TraceID
 	}, time.Minute, 500*time.Millisecond, "the recommendation's page does not show the scorer's read saving, WAL and trace")
 

@@ -202,12 +202,18 @@ func scoredSet(name string, rep *scorer.Report) *indexSet {
 // every write statement with its calls — and two samples of the table
 // counters, before and after the write script's runs on the database
 // without secondary indexes (scriptRuns of them), scaled to the window's
-// write transactions.
+// write transactions. The samples carry a server transaction counter that
+// advances by the same scaled count (scriptRuns × scriptTxns transactions,
+// one xid each), as the collector's would on a server running only the
+// bench, so the scorer's WAL is per write transaction.
 func (b *bench) feedScorer(ctx context.Context, s *scorer.Scorer, w workload, scriptRuns int, before, after map[string]*events.TableStatObserved) error {
 	end := time.Now().UTC().Truncate(time.Second)
 	scale := float64(writeCalls(w.writes)) / float64(scriptRuns*b.scriptTxns)
+	xactBefore := int64(1_000)
+	xactAfter := xactBefore + int64(math.Round(float64(scriptRuns*b.scriptTxns)*scale))
 	for name, c := range before {
 		a := after[name]
+		c.ServerXactNext, a.ServerXactNext = &xactBefore, &xactAfter
 		a.Inserts = c.Inserts + int64(float64(a.Inserts-c.Inserts)*scale)
 		a.Updates = c.Updates + int64(float64(a.Updates-c.Updates)*scale)
 		a.HotUpdates = c.HotUpdates + int64(float64(a.HotUpdates-c.HotUpdates)*scale)
