@@ -160,9 +160,14 @@ func TestLeftOutCandidatesShowTheirNumbers(t *testing.T) {
 	require.Contains(t, rejRec.NextStep, "a run in which its read saving outweighs its charges reopens it")
 	// The evidence line of both (recommendations --evidence, explain).
 	pareto := func(c *events.IndexCandidateScored) string {
-		return fmt.Sprintf("read saving %.0f  vs  write %.0f (%.1f WAL bytes %s", c.BenefitCost, c.WriteOverheadCost, c.WALBytesPerWriteTxn,
+		s := fmt.Sprintf("read saving %.0f  vs  write %.0f (%.1f WAL bytes %s", c.BenefitCost, c.WriteOverheadCost, c.WALBytesPerWriteTxn,
 			events.WALUnit(c.WALBasis))
+		if c.WALImageBytesPerWriteTxn > 0 {
+			s += fmt.Sprintf(", %.1f of them full-page images", c.WALImageBytesPerWriteTxn)
+		}
+		return s
 	}
+	require.Positive(t, rejected.WALImageBytesPerWriteTxn, "the rejected index's leaves are written: its WAL has full-page images")
 
 	// The CLI.
 	t.Setenv("INDEXPILOT_DATABASE_URL", db.URL)

@@ -138,9 +138,13 @@ func PrintRecommendations(w io.Writer, recs []Recommendation, evidence bool) {
 		fmt.Fprintf(w, "\n%s  %s (%s, what-if: %s, formula %s)\n  %s\n", r.ID[:8], r.IndexName, r.State,
 			r.Evidence.WhatIfMethod, r.FormulaVersion, r.DDL)
 		if r.FormulaVersion != "v1" {
-			fmt.Fprintf(w, "  read saving %.0f  vs  write %.0f (%.1f WAL bytes %s, %.0f HOT updates lost) + build %.0f  = net %.0f\n",
+			images := ""
+			if r.Evidence.WALImageBytesPerWriteTxn > 0 {
+				images = fmt.Sprintf(", %.1f of them full-page images", r.Evidence.WALImageBytesPerWriteTxn)
+			}
+			fmt.Fprintf(w, "  read saving %.0f  vs  write %.0f (%.1f WAL bytes %s%s, %.0f HOT updates lost) + build %.0f  = net %.0f\n",
 				r.Evidence.BenefitCost, r.Evidence.WriteOverheadCost, r.Evidence.WALBytesPerWriteTxn,
-				events.WALUnit(r.Evidence.WALBasis), r.Evidence.HotUpdatesLost,
+				events.WALUnit(r.Evidence.WALBasis), images, r.Evidence.HotUpdatesLost,
 				r.Evidence.BuildCost, r.Evidence.NetBenefit)
 		}
 		if r.Evidence.HeldReason != "" {

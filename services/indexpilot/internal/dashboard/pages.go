@@ -178,7 +178,7 @@ type recView struct {
 // own place; any other non-empty field is listed in Extra.
 var shownEvidence = map[string]bool{"target": true, "candidate_id": true, "index": true, "formula_version": true,
 	"what_if_method": true, "window_end": true, "max_improvement_pct": true, "estimated_size_bytes": true,
-	"statements": true, "benefit_cost": true, "write_overhead_cost": true, "wal_bytes_per_write_txn": true, "wal_basis": true,
+	"statements": true, "benefit_cost": true, "write_overhead_cost": true, "wal_bytes_per_write_txn": true, "wal_basis": true, "wal_image_bytes_per_write_txn": true,
 	"hot_updates_lost": true, "held_reason": true, "held_detail": true, "rejected_reason": true, "rejected_detail": true,
 	"notes": true, "build_cost": true, "net_benefit": true, "time_saved_ms_per_hour": true, "forecast": true, "tenants": true}
 

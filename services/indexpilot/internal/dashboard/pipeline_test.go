@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,6 +131,7 @@ func TestBrowserFollowsThePipeline(t *testing.T) {
 	require.Equal(t, "v2", rec.Evidence.FormulaVersion)
 	require.Positive(t, rec.Evidence.BenefitCost, "the scorer's read saving")
 	require.Positive(t, rec.Evidence.WALBytesPerWriteTxn, "the scorer's WAL per write transaction")
+	require.Positive(t, rec.Evidence.WALImageBytesPerWriteTxn, "inserts with scattered account ids dirty the index's leaves: full-page images")
 	require.NotEmpty(t, rec.TraceID, "the gatekeeper kept the candidate's trace")
 
 	b := browser(t)
@@ -155,8 +157,9 @@ func TestBrowserFollowsThePipeline(t *testing.T) {
 		run(t, b, chromedp.Navigate(u+"/recommendations/"+id))
 		return textNow(t, b, "#read-saving") == fmt.Sprintf("%.2f plan-cost units per window", r.Evidence.BenefitCost) &&
 			textNow(t, b, "#wal") == fmt.Sprintf("%.2f bytes %s", r.Evidence.WALBytesPerWriteTxn, events.WALUnit(r.Evidence.WALBasis)) &&
+			strings.HasPrefix(textNow(t, b, "#wal-images"), fmt.Sprintf("%.2f bytes", r.Evidence.WALImageBytesPerWriteTxn)) &&
 			textNow(t, b, "#ddl") == r.DDL && textNow(t, b, "#trace-id") == r.TraceID
-	}, time.Minute, 500*time.Millisecond, "the recommendation's page does not show the scorer's read saving, WAL and trace")
+	}, time.Minute, 500*time.Millisecond, "the recommendation's page does not show the scorer's read saving, WAL (and its full-page images) and trace")
 
 	// Overview: every stage has worked on the target, as stage_health and
 	// collector_targets say.
