@@ -178,25 +178,11 @@ func retainedWrites(r *Retained, target, schema, table string, from, to time.Tim
 	for i, t := range at {
 		values[i] = samples[t]
 	}
-	return countersIncrease(values)
-}
-
-// retainedSpan is selector.writeSpan over the retained samples.
-func retainedSpan(r *Retained, target, schema, table string, from, to time.Time) time.Duration {
-	var first, last time.Time
-	for _, ts := range r.TableStats {
-		if ts == nil || ts.Target != target || ts.Schema != schema || ts.Table != table ||
-			!ts.ObservedAt.After(from) || ts.ObservedAt.After(to) {
-			continue
-		}
-		if first.IsZero() || ts.ObservedAt.Before(first) {
-			first = ts.ObservedAt
-		}
-		if ts.ObservedAt.After(last) {
-			last = ts.ObservedAt
-		}
+	tw := countersIncrease(values)
+	if len(at) > 1 {
+		tw.span = at[len(at)-1].Sub(at[0])
 	}
-	return last.Sub(first)
+	return tw
 }
 
 // writeCounters is one observation of a table's cumulative write

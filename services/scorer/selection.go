@@ -725,9 +725,6 @@ select c.relpages::float8, greatest(c.reltuples, 0)::float8, a.attname,
 		return nil, err
 	}
 	ti.writes = counters
-	if ti.writes.span, err = sel.writeSpan(schema, name); err != nil {
-		return nil, err
-	}
 	if err := sel.loadTableWrites(schema, name, ti); err != nil {
 		return nil, err
 	}
@@ -748,46 +745,31 @@ func (sel *selector) writes(schema, name string) (tableWrites, error) {
 		return retainedWrites(sel.retained, sel.target, schema, name, from, to), nil
 	}
 	rows, err := sel.s.deps.Control.Query(sel.ctx, `/* indexpilot:scorer */
-select array[inserts, updates, hot_updates, deletes, coalesce(newpage_updates::float8, $6)]::float8[]
+select observed_at, array[inserts, updates, hot_updates, deletes, coalesce(newpage_updates::float8, $6)]::float8[]
   from indexpilot.table_stat_samples
  where target = $1 and schema_name = $2 and table_name = $3 and observed_at > $4 and observed_at <= $5
  order by observed_at`, sel.target, schema, name, from, to, notCounted)
 	if err != nil {
 		return tableWrites{}, fmt.Errorf("read write rate of %s.%s: %w", schema, name, err)
 	}
+	var at []time.Time
 	values, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (writeCounters, error) {
+		var t time.Time
 		var v []float64
-		if err := r.Scan(&v); err != nil || len(v) != len(writeCounters{}) {
+		if err := r.Scan(&t, &v); err != nil || len(v) != len(writeCounters{}) {
 			return writeCounters{}, fmt.Errorf("scan write counters: %w", err)
 		}
+		at = append(at, t)
 		return writeCounters(v), nil
 	})
 	if err != nil {
 		return tableWrites{}, fmt.Errorf("read write rate of %s.%s: %w", schema, name, err)
 	}
-	return countersIncrease(values), nil
-}
-
-// writeSpan is the time the window's write counters of schema.table were
-// observed over: from its first sample in the window to its last (0 with
-// fewer than two). The write rate is their increase over it.
-func (sel *selector) writeSpan(schema, name string) (time.Duration, error) {
-	from, to := sel.windowEnd.Add(-sel.window), sel.windowEnd.Add(sel.s.deps.Config.Collector.Interval)
-	if sel.retained != nil {
-		return retainedSpan(sel.retained, sel.target, schema, name, from, to), nil
+	tw := countersIncrease(values)
+	if len(at) > 1 {
+		tw.span = at[len(at)-1].Sub(at[0])
 	}
-	var first, last *time.Time
-	if err := sel.s.deps.Control.QueryRow(sel.ctx, `/* indexpilot:scorer */
-select min(observed_at), max(observed_at)
-  from indexpilot.table_stat_samples
- where target = $1 and schema_name = $2 and table_name = $3 and observed_at > $4 and observed_at <= $5`,
-		sel.target, schema, name, from, to).Scan(&first, &last); err != nil {
-		return 0, fmt.Errorf("read the sample span of %s.%s: %w", schema, name, err)
-	}
-	if first == nil || last == nil {
-		return 0, nil
-	}
-	return last.Sub(*first), nil
+	return tw, nil
 }
 
 // impliesPredicate reports whether the rows u reads all pass a partial

@@ -150,7 +150,9 @@ type tableWrites struct {
 	// leaves, in the same order, where its new entries land.
 	entries []float64
 	leaves  []indexLeaves
-	// span is the time the counters were observed over (writeSpan).
+	// span is the time the counters were observed over: from the
+	// table's first sample in the window to its last (0 with fewer than
+	// two).
 	span time.Duration
 	// fillFactor is the table's fillfactor in percent.
 	fillFactor float64
