@@ -9,7 +9,8 @@
 // stopped build, or any CREATE INDEX / REINDEX in
 // pg_stat_progress_create_index), and the reason still holds — still
 // INVALID; still not scanned since the time recorded; still a duplicate or
-// prefix of a valid twin. If not, the proposal is stale and is superseded
+// prefix of a valid twin (an index that is INVALID by now, with no build
+// creating it, is removable whatever the reason was). If not, the proposal is stale and is superseded
 // with the reason Recheck gives. While a build is creating the index,
 // nothing acts on it either: the proposal waits and is re-checked after.
 package removal
@@ -168,6 +169,15 @@ func recheck(ctx context.Context, target, control postgres.Querier, p *events.In
 	}
 	if building {
 		return "a CREATE INDEX or REINDEX is working on it (pg_stat_progress_create_index)", true, nil
+	}
+	if !self.Valid {
+		// INVALID and no build creating it: it answers no query, so
+		// whatever the proposal rested on, dropping it loses nothing. It
+		// is also what an interrupted DROP INDEX CONCURRENTLY leaves (the
+		// drop marks the index invalid before it waits out the table's
+		// transactions): the removal's retry must finish that drop, not
+		// call the proposal stale and leave the half-dropped index behind.
+		return "", false, nil
 	}
 	switch p.Reason {
 	case events.RemovalInvalid:

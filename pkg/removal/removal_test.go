@@ -114,6 +114,54 @@ func TestDuplicateWhoseTwinIsDroppedNoLongerHolds(t *testing.T) {
 	require.Equal(t, "t_a_b no longer makes it prefix_redundant", recheck(t, db, q))
 }
 
+// A DROP INDEX CONCURRENTLY that times out waiting for the table's
+// transactions has already marked the index INVALID. The retry of that
+// removal must still hold, whatever its reason, or the half-dropped index
+// would be left behind (found by the chaos suite: long_tx/write during the
+// removal of a duplicate).
+func TestIndexLeftInvalidByAnInterruptedDropStillHolds(t *testing.T) {
+	db := env(t)
+	ctx := context.Background()
+	db.Exec(t, "create index t_a_1 on public.t (a)", "create index t_a_2 on public.t (a)", "create index t_a_b on public.t (a, b)")
+	dup := proposal(t, db, "t_a_2", events.RemovalDuplicate)
+	dup.RedundantWith = "t_a_1"
+	prefix := proposal(t, db, "t_a_1", events.RemovalPrefix)
+	prefix.RedundantWith = "t_a_b"
+	require.Empty(t, recheck(t, db, dup))
+
+	// An application transaction that has read the table holds the drop
+	// in its wait, past lock_timeout.
+	app, err := pgx.Connect(ctx, db.URL)
+	require.NoError(t, err)
+	defer app.Close(ctx)
+	tx, err := app.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "select count(*) from public.t")
+	require.NoError(t, err)
+	conn, err := db.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, "set lock_timeout = '200ms'")
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, "drop index concurrently public.t_a_2")
+	require.Error(t, err, "the drop times out waiting for the application's transaction")
+	require.Equal(t, "55P03", postgres.SQLState(err))
+	_, err = conn.Exec(ctx, "reset lock_timeout")
+	require.NoError(t, err)
+	conn.Release()
+	require.NoError(t, tx.Rollback(ctx))
+	var valid bool
+	require.NoError(t, db.Pool.QueryRow(ctx, "select indisvalid from pg_index where indexrelid = 'public.t_a_2'::regclass").Scan(&valid))
+	require.False(t, valid, "the interrupted drop left the index INVALID")
+
+	require.Empty(t, recheck(t, db, dup), "the duplicate's removal still holds: the retry finishes the drop")
+	// Its twin, by contrast, is not made redundant by an INVALID index:
+	// a removal of t_a_1 as a duplicate of t_a_2 would be stale.
+	twin := proposal(t, db, "t_a_1", events.RemovalDuplicate)
+	twin.RedundantWith = "t_a_2"
+	require.Equal(t, "its twin t_a_2 is not valid", recheck(t, db, twin))
+	require.Empty(t, recheck(t, db, prefix), "an unrelated valid removal is unaffected")
+}
+
 func TestGoneOrRedefinedIndexNoLongerHolds(t *testing.T) {
 	db := env(t)
 	db.Exec(t, "create index t_a on public.t (a)")

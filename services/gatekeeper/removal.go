@@ -30,7 +30,9 @@ var RemovalConsumer = events.ConsumerGroup(Name, "removals")
 // drop for the executor as a pending indexpilot.removals row, not before
 // the maintenance window opens. A deferred proposal (the bypass), or an
 // advisory one once removal is switched to apply, is decided again by the
-// recheck loop. The same proposal twice has one effect.
+// recheck loop. The same proposal twice has one effect; a new proposal of
+// an index whose queued removal ended without a drop (superseded, failed)
+// is decided again and may queue it again.
 func (g *Gatekeeper) HandleRemoval(ctx context.Context, env events.Envelope, p events.Payload) ([]events.Payload, error) {
 	r, ok := p.(*events.IndexRemovalProposed)
 	if !ok {
@@ -59,8 +61,15 @@ func (g *Gatekeeper) HandleRemoval(ctx context.Context, env events.Envelope, p e
 func (g *Gatekeeper) decideRemoval(ctx context.Context, tx pgx.Tx, r *events.IndexRemovalProposed, eventID string) error {
 	var prevState, prevReason string
 	var lastLog *int64
-	err := tx.QueryRow(ctx, marker+`select state, reason, last_log_id from indexpilot.removal_proposals where id = $1 for update`, r.RemovalID).
-		Scan(&prevState, &prevReason, &lastLog)
+	// ended: the removal queued for this proposal ended without a drop
+	// (superseded by the executor's re-check, or failed). A proposal that
+	// arrives after that (a new event: a new reason, a new formula) is
+	// decided afresh and, approved, queues the removal again.
+	var ended bool
+	err := tx.QueryRow(ctx, marker+`select p.state, p.reason, p.last_log_id,
+       exists(select 1 from indexpilot.removals d where d.id = p.id and d.state in ('superseded','failed'))
+  from indexpilot.removal_proposals p where p.id = $1 for update of p`, r.RemovalID).
+		Scan(&prevState, &prevReason, &lastLog, &ended)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		if _, err := tx.Exec(ctx, marker+`insert into indexpilot.removal_proposals
@@ -70,7 +79,7 @@ func (g *Gatekeeper) decideRemoval(ctx context.Context, tx pgx.Tx, r *events.Ind
 		}
 	case err != nil:
 		return fmt.Errorf("read removal proposal: %w", err)
-	case prevState == StateApproved || prevState == StateRejected:
+	case prevState == StateRejected || (prevState == StateApproved && !ended):
 		return nil // queued or closed: nothing to decide again
 	}
 	state, reason, detail := g.removalVerdict(r)
@@ -88,7 +97,7 @@ func (g *Gatekeeper) decideRemoval(ctx context.Context, tx pgx.Tx, r *events.Ind
 			state, reason, detail = StateSuperseded, events.ReasonSuperseded, res.Stale
 		}
 	}
-	if state == prevState && string(reason) == prevReason {
+	if state == prevState && string(reason) == prevReason && !ended {
 		return nil
 	}
 	if state == StateApproved {
@@ -101,7 +110,10 @@ func (g *Gatekeeper) decideRemoval(ctx context.Context, tx pgx.Tx, r *events.Ind
 values ($1, $2, $3, $4, $5, $6, $7,
         (select id from indexpilot.recommendations where target = $2 and schema_name = $3 and index_name = $4),
         $8)
-on conflict (id) do nothing`, r.RemovalID, r.Target, r.Schema, r.IndexName, r.Table, r.Definition, string(r.Reason), notBefore); err != nil {
+on conflict (id) do update
+   set state = 'pending', reason = excluded.reason, not_before = excluded.not_before, attempts = 0,
+       claimed_by = null, lease_until = null, last_error = null, sqlstate = null, updated_at = now()
+ where indexpilot.removals.state in ('superseded','failed')`, r.RemovalID, r.Target, r.Schema, r.IndexName, r.Table, r.Definition, string(r.Reason), notBefore); err != nil {
 			return fmt.Errorf("queue removal: %w", err)
 		}
 	}

@@ -300,11 +300,11 @@ func TestRemovalModeIsSeparateAndAdvisoryByDefault(t *testing.T) {
 	require.Equal(t, 1, a.count(t, "select count(*) from indexpilot.removal_proposals where state = 'approved'"))
 }
 
-// A removal is re-checked against the catalog right before it is approved:
-// a duplicate whose twin someone else dropped meanwhile is superseded with
-// the reason, never queued; an advisory proposal whose INVALID index was
-// rebuilt valid is superseded by the recheck loop.
-func TestStaleRemovalIsSupersededNotApproved(t *testing.T) {
+// duplicatePair is a gatekeeper in removal apply mode over contacts with
+// two indexes of one definition, and the proposal to remove the second as
+// a duplicate of the first.
+func duplicatePair(t *testing.T) (*direct, *events.IndexRemovalProposed) {
+	t.Helper()
 	a := newDirect(t, func(c *config.Config) { c.Features.IndexRemoval.Mode = config.ModeApply })
 	a.db.Exec(t, "create table public.contacts (id bigint primary key, email text)",
 		"create index contacts_email_a on public.contacts (email)", "create index contacts_email_b on public.contacts (email)")
@@ -312,6 +312,15 @@ func TestStaleRemovalIsSupersededNotApproved(t *testing.T) {
 	dup.IndexName, dup.RedundantWith, dup.Reason = "contacts_email_b", "contacts_email_a", events.RemovalDuplicate
 	dup.Definition = "CREATE INDEX contacts_email_b ON public.contacts USING btree (email)"
 	dup.RemovalID = events.RemovalID("main", "public", dup.IndexName, dup.Definition)
+	return a, dup
+}
+
+// A removal is re-checked against the catalog right before it is approved:
+// a duplicate whose twin someone else dropped meanwhile is superseded with
+// the reason, never queued; an advisory proposal whose INVALID index was
+// rebuilt valid is superseded by the recheck loop.
+func TestStaleRemovalIsSupersededNotApproved(t *testing.T) {
+	a, dup := duplicatePair(t)
 	// The gatekeeper is paused: the proposal waits, deferred.
 	a.bp.Apply(bypass.Switch{Level: bypass.LevelFeature, Name: config.FeatureIndexRemoval, Disabled: true, ChangeID: 1, Reason: "audit"})
 	a.handleRemoval(t, dup)
@@ -345,6 +354,47 @@ func TestStaleRemovalIsSupersededNotApproved(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, d.count(t, `select count(*) from indexpilot.removal_proposals
  where state = 'superseded' and detail = 'the index is valid now'`))
+}
+
+// A removal the executor superseded (its reason gone at the DROP) or
+// failed is queued again when a new proposal of the same index arrives and
+// holds: before, the proposal was marked approved while its removals row
+// stayed superseded, so nothing was ever dropped (found by the chaos
+// suite, where an interrupted drop left the duplicate INVALID and its
+// removal superseded).
+func TestRemovalEndedWithoutADropIsQueuedAgainByANewProposal(t *testing.T) {
+	a, dup := duplicatePair(t)
+	a.handleRemoval(t, dup)
+	require.Equal(t, 1, a.count(t, "select count(*) from indexpilot.removals where state = 'pending' and reason = 'duplicate'"))
+
+	// The executor's re-check found it stale and superseded it, as its
+	// removal code does.
+	a.db.Exec(t, `update indexpilot.removals set state = 'superseded', attempts = 2, last_error = 'stale' where index_name = 'contacts_email_b'`,
+		`update indexpilot.removal_proposals set state = 'superseded', reason = 'superseded' where index_name = 'contacts_email_b'`)
+	a.handleRemoval(t, dup) // the same proposal again: one effect
+	require.Equal(t, 1, a.count(t, "select count(*) from indexpilot.removals where state = 'superseded'"))
+
+	// A new proposal of the same index (another reason) that holds.
+	a.db.Exec(t, "create index contacts_email_id on public.contacts (email, id)")
+	prefix := *dup
+	prefix.Reason, prefix.RedundantWith = events.RemovalPrefix, "contacts_email_id"
+	a.handleRemoval(t, &prefix)
+	require.Equal(t, 1, a.count(t, `select count(*) from indexpilot.removals
+ where index_name = 'contacts_email_b' and state = 'pending' and reason = 'prefix_redundant' and attempts = 0 and last_error is null`))
+	require.Equal(t, 1, a.count(t, "select count(*) from indexpilot.removal_proposals where state = 'approved'"))
+	require.Equal(t, 1, a.count(t, `select count(*) from indexpilot.mutation_log
+ where action = 'removal' and outcome = 'superseded->approved'`))
+
+	// A failed removal (its proposal stays approved) likewise.
+	a.db.Exec(t, `update indexpilot.removals set state = 'failed' where index_name = 'contacts_email_b'`)
+	a.handleRemoval(t, &prefix) // redelivered: nothing new
+	require.Equal(t, 1, a.count(t, "select count(*) from indexpilot.removals where state = 'failed'"))
+	again := prefix
+	again.FormulaVersion = "v3"
+	a.handleRemoval(t, &again)
+	require.Equal(t, 1, a.count(t, "select count(*) from indexpilot.removals where state = 'pending'"))
+	require.Equal(t, 1, a.count(t, `select count(*) from indexpilot.mutation_log
+ where action = 'removal' and outcome = 'approved->approved'`))
 }
 
 // A removal of an index a build is creating waits (deferred,
