@@ -20,6 +20,7 @@ import (
 	"github.com/indexpilot/indexpilot/pkg/bus"
 	"github.com/indexpilot/indexpilot/pkg/config"
 	"github.com/indexpilot/indexpilot/pkg/metadata"
+	"github.com/indexpilot/indexpilot/pkg/postgres"
 	"github.com/indexpilot/indexpilot/services/gatekeeper"
 	"github.com/indexpilot/indexpilot/services/indexpilot/internal/demo"
 )
@@ -80,6 +81,9 @@ func (s *Session) run(ctx context.Context, i int, fault string) (res Result) {
 	defer target.Close()
 	if err := demo.LoadSchema(ctx, target, Scale, nil); err != nil {
 		return fail("load schema: %v", err)
+	}
+	if err := seedRemovals(ctx, target); err != nil {
+		return fail("%v", err)
 	}
 	r := &runState{s: s, rng: rng, name: name, url: dbURL, target: target}
 
@@ -218,6 +222,10 @@ func (s *Session) run(ctx context.Context, i int, fault string) (res Result) {
 		r.note("%d candidate events observed", observed.DistinctIDs())
 	}
 	res.Violations = append(res.Violations, Check(cctx, target, time.Duration(r.maxLockWait.Load()))...)
+	var removed int64
+	if err := target.QueryRow(cctx, marker+`select count(*) from indexpilot.removals where state = 'done'`).Scan(&removed); err == nil {
+		r.note("%d index(es) removed", removed)
+	}
 	var recovered int64
 	if err := target.QueryRow(cctx, `select count(*) from indexpilot.mutation_log
  where stage = 'executor' and action = 'build' and outcome = 'queued' and reason = 'decision_event_missing'`).Scan(&recovered); err == nil && recovered > 0 {
@@ -231,6 +239,23 @@ func (s *Session) run(ctx context.Context, i int, fault string) (res Result) {
 	res.Notes = append(res.Notes, fmt.Sprintf("app %d ok/%d errors, max lock wait on IndexPilot %s",
 		r.appOK.Load(), r.appErrors.Load(), time.Duration(r.maxLockWait.Load()).Round(time.Millisecond)))
 	return res
+}
+
+// Seeded are the user's indexes each run starts with besides the demo's
+// primary keys: two with one definition, on a leading column of indexes the
+// workload needs. In removal apply mode the pipeline drops one as a
+// duplicate within its first rounds, and the other as a left prefix once
+// it has built contacts (tenant_id, …): so every run has removals, early
+// and between builds, for a fault to meet (sigkill/removal).
+var Seeded = []string{"chaos_contacts_tenant", "chaos_contacts_tenant_copy"}
+
+func seedRemovals(ctx context.Context, target *pgxpool.Pool) error {
+	for _, name := range Seeded {
+		if _, err := target.Exec(ctx, marker+"create index "+postgres.Ident(name)+" on "+postgres.Ident("public", "contacts")+" (tenant_id)"); err != nil {
+			return fmt.Errorf("seed index %s: %s", name, postgres.Describe(err))
+		}
+	}
+	return nil
 }
 
 // processEnv configures `indexpilot run` for a run: apply mode for
@@ -417,7 +442,8 @@ func (r *runState) supervise(ctx context.Context) {
 
 // waitSettled waits, until ctx ends, for the fault to be over and the
 // pipeline to be quiet: at least one index built, nothing approved or
-// building, no build, validation or removal due, for 3 s in a row.
+// building, no build, validation or removal due, and the seeded duplicate
+// no longer two indexes, for 3 s in a row.
 func (r *runState) waitSettled(ctx context.Context, faultDone <-chan struct{}) bool {
 	select {
 	case <-faultDone:
@@ -431,8 +457,10 @@ func (r *runState) waitSettled(ctx context.Context, faultDone <-chan struct{}) b
   (select count(*) from indexpilot.recommendations where state in ('approved','building'))
   + (select count(*) from indexpilot.builds where state in ('pending','running'))
   + (select count(*) from indexpilot.validations where state <> 'done')
-  + (select count(*) from indexpilot.removals where state in ('pending','running')),
-  (select count(*) from indexpilot.recommendations where state in ('applied','reverted'))`).Scan(&busy, &applied)
+  + (select count(*) from indexpilot.removals where state in ('pending','running'))
+  + (select greatest(count(*) - 1, 0) from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = 'public' and c.relname = any($1)),
+  (select count(*) from indexpilot.recommendations where state in ('applied','reverted'))`, Seeded).Scan(&busy, &applied)
 		switch {
 		case err != nil || busy > 0 || applied == 0:
 			quietSince = time.Time{}
