@@ -178,11 +178,7 @@ func retainedWrites(r *Retained, target, schema, table string, from, to time.Tim
 	for i, t := range at {
 		values[i] = samples[t]
 	}
-	tw := countersIncrease(values)
-	if len(at) > 1 {
-		tw.span = at[len(at)-1].Sub(at[0])
-	}
-	return tw
+	return countersIncrease(values, at)
 }
 
 // writeCounters is one observation of a table's cumulative write
@@ -195,10 +191,11 @@ type writeCounters [5]float64
 // never negative).
 const notCounted = -1.0
 
-// countersIncrease is counterIncrease of each counter of values, and the
+// countersIncrease is counterIncrease of each counter of values (observed
+// at the times at, in order), the span they were observed over, and the
 // share of updates that found room on their page when every sample counts
 // updates to a new page.
-func countersIncrease(values []writeCounters) tableWrites {
+func countersIncrease(values []writeCounters, at []time.Time) tableWrites {
 	var out writeCounters
 	for k := range out {
 		col := make([]float64, len(values))
@@ -208,6 +205,9 @@ func countersIncrease(values []writeCounters) tableWrites {
 		out[k] = counterIncrease(col)
 	}
 	tw := tableWrites{inserts: out[0], updates: out[1], hotUpdates: out[2], deletes: out[3]}
+	if len(at) > 1 {
+		tw.span = at[len(at)-1].Sub(at[0])
+	}
 	if len(values) == 0 || slices.ContainsFunc(values, func(v writeCounters) bool { return v[4] == notCounted }) {
 		return tw
 	}

@@ -765,11 +765,7 @@ select observed_at, array[inserts, updates, hot_updates, deletes, coalesce(newpa
 	if err != nil {
 		return tableWrites{}, fmt.Errorf("read write rate of %s.%s: %w", schema, name, err)
 	}
-	tw := countersIncrease(values)
-	if len(at) > 1 {
-		tw.span = at[len(at)-1].Sub(at[0])
-	}
-	return tw, nil
+	return countersIncrease(values, at), nil
 }
 
 // impliesPredicate reports whether the rows u reads all pass a partial
