@@ -47,6 +47,11 @@ func NoHeadroom(err error) bool {
 	return errors.Is(err, ErrNoHeadroom) || SQLState(err) == TooManyConnections
 }
 
+// MsgBackingOff is the warning a process logs once when a server's free
+// connection slots fall below the margin and it stops opening connections
+// to it (until the margin plus a whole budget is free again).
+const MsgBackingOff = "server short of connection slots: IndexPilot opens no new connection to it and backs off until it has headroom again"
+
 // Names of the connection budget's metrics.
 const (
 	// MetricServerConnections is the number of connections IndexPilot's
@@ -732,6 +737,18 @@ func readHeadroom(ctx context.Context, c *pgx.Conn) (headroomReading, error) {
 	return h, err
 }
 
+// Headroom reads, on c, the connection slots the server has free for an
+// ordinary role and the margin a process with the settings cfg leaves free
+// on it: the reading the budget's guard takes before it lets a process
+// open more connections.
+func Headroom(ctx context.Context, c *pgx.Conn, cfg config.Connections) (free, keep int, err error) {
+	h, err := readHeadroom(ctx, c)
+	if err != nil {
+		return 0, 0, err
+	}
+	return h.free(), margin(cfg, h.maxConns), nil
+}
+
 // afterConnect reads the headroom on a new connection; when the server
 // has too little, the connection is closed again and the server backs off.
 // A probe ends here when the server has headroom, else once its refused
@@ -852,7 +869,7 @@ func (s *server) block(reason string, free, m int) {
 	s.warned = s.warned || warn
 	s.mu.Unlock()
 	if warn {
-		log.Warn("server short of connection slots: IndexPilot opens no new connection to it and backs off until it has headroom again",
+		log.Warn(MsgBackingOff,
 			"server", s.key, "reason", reason, "free_slots", free, "margin", m)
 	}
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/indexpilot/indexpilot/pkg/config"
 	"github.com/indexpilot/indexpilot/pkg/postgres"
 	"github.com/indexpilot/indexpilot/services/indexpilot/internal/demo"
 )
@@ -194,6 +195,11 @@ func Run(ctx context.Context, opts Options, out io.Writer) ([]Result, error) {
 	if err := s.dropLeftovers(ctx); err != nil {
 		return nil, err
 	}
+	if short, err := s.shortOfSlots(ctx); err != nil {
+		return nil, err
+	} else if short != "" {
+		return nil, fmt.Errorf("%s: IndexPilot would back off and the runs could not settle; raise max_connections (infra/scripts/setup-postgres.sh --bench) or run fewer sessions side by side", short)
+	}
 	binDir, err := os.MkdirTemp("", "ipchaos-bin")
 	if err != nil {
 		return nil, err
@@ -213,7 +219,11 @@ func Run(ctx context.Context, opts Options, out io.Writer) ([]Result, error) {
 			return results, ctx.Err()
 		}
 		fault := opts.Faults[i%len(opts.Faults)]
+		short, _ := s.shortOfSlots(ctx)
 		r := s.run(ctx, i, fault)
+		if short != "" {
+			r.Notes = append(r.Notes, "at its start "+short)
+		}
 		if ctx.Err() != nil {
 			return results, fmt.Errorf("interrupted during run %d", i) // not counted
 		}
@@ -229,6 +239,39 @@ func Run(ctx context.Context, opts Options, out io.Writer) ([]Result, error) {
 		fmt.Fprintln(out)
 	}
 	return results, nil
+}
+
+// slotsPerRun is how many connections one run holds at its peak: each
+// IndexPilot process its budget on the server (the control database is the
+// run's database there), its bypass listener and a build; the harness its
+// admin, target, application and blocker sessions. Sampled every 3 s over
+// two minutes of runs, a kafka-shape run with CHAOS_PROCS=2 held at most 36
+// (this gives 38) and a memory-shape run 13 (this gives 13).
+func (o Options) slotsPerRun() int {
+	procs := o.Procs // the all-in-one processes
+	if o.Shape == ShapeKafka {
+		procs = 4 + 2*(o.Procs-1) // collector, gatekeeper, scorers, executors
+	}
+	return procs*(config.Default().Connections.PerServer+2) + 3 + 2 + 2 + 1
+}
+
+// shortOfSlots says why the server lacks the connection slots a run needs
+// on top of the margin IndexPilot's guard keeps free, or "" when it has
+// them. Sessions side by side on one server add up.
+func (s *Session) shortOfSlots(ctx context.Context) (string, error) {
+	c, err := s.admin.Acquire(ctx)
+	if err != nil {
+		return "", fmt.Errorf("read connection slots: %s", postgres.Describe(err))
+	}
+	defer c.Release()
+	free, keep, err := postgres.Headroom(ctx, c.Conn(), config.Default().Connections)
+	if err != nil {
+		return "", fmt.Errorf("read connection slots: %s", postgres.Describe(err))
+	}
+	if need := s.opts.slotsPerRun(); free < need+keep {
+		return fmt.Sprintf("the server has %d connection slots free, a run needs up to %d plus the %d IndexPilot leaves free", free, need, keep), nil
+	}
+	return "", nil
 }
 
 // goBuild returns bin, or builds pkg into dir when bin is empty (the

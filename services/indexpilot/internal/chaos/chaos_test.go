@@ -2,6 +2,9 @@ package chaos
 
 import (
 	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"github.com/indexpilot/indexpilot/pkg/metadata"
 	"github.com/indexpilot/indexpilot/pkg/pgtest"
 	"github.com/indexpilot/indexpilot/services/gatekeeper"
+	"github.com/indexpilot/indexpilot/services/indexpilot/internal/demo"
 )
 
 // TestCheckFindsViolations plants what the invariants forbid (a duplicate
@@ -93,4 +97,44 @@ values (gen_random_uuid(), 'chaos', '`+keptSpec.Index.Key()+`', 'public', 't', '
 	require.Len(t, got, 2, "%v", got)
 	require.Contains(t, got[0], unprocessed.ID+" (public.t|btree|b|, published ", got[0])
 	require.Contains(t, got[1], rowless.ID+" (public.t|btree|c|) processed without a row", got[1])
+}
+
+// TestSessionRefusesAServerWithoutSlotsForARun: on a server whose free
+// connection slots cannot hold a run plus the margin IndexPilot's guard
+// keeps free, a session stops before its first run with a one-line reason,
+// and leaves nothing behind; a shape whose runs fit is let through.
+func TestSessionRefusesAServerWithoutSlotsForARun(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	if os.Geteuid() == 0 {
+		// The server runs as OS user postgres: t.TempDir's private parent
+		// gets o+x.
+		require.NoError(t, os.Chmod(filepath.Dir(dir), 0o711))
+	}
+	// 30 slots: a memory-shape run (13) plus the margin (5) fits, a kafka
+	// run with two scorers and two executors (38) does not.
+	cluster, err := demo.StartClusterWith(ctx, filepath.Join(dir, "cluster"), nil, demo.ClusterOptions{MaxConnections: 30})
+	if errors.Is(err, demo.ErrPrerequisite) && os.Getenv("CI") != "true" {
+		t.Skip(err)
+	}
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cluster.Stop(context.Background()) })
+	admin := cluster.URL("postgres")
+
+	var out strings.Builder
+	_, err = Run(ctx, Options{Runs: 1, Procs: 2, Shape: ShapeKafka, AdminURL: admin}, &out)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "a run needs up to 38 plus the 5 IndexPilot leaves free")
+	require.Contains(t, err.Error(), "setup-postgres.sh --bench")
+	require.NotContains(t, err.Error(), "\n", "one line")
+	require.Empty(t, out.String(), "no run was started")
+
+	opts := Options{Runs: 1, Procs: 1, Shape: ShapeMemory, AdminURL: admin}
+	require.NoError(t, opts.validate())
+	pool, err := connect(ctx, admin, appHarness, 3)
+	require.NoError(t, err)
+	defer pool.Close()
+	short, err := (&Session{opts: opts, admin: pool, out: &out}).shortOfSlots(ctx)
+	require.NoError(t, err)
+	require.Empty(t, short, "a memory-shape run fits in 30 slots")
 }

@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -209,6 +210,9 @@ func (s *Session) run(ctx context.Context, i int, fault string) (res Result) {
 	}
 	if ctx.Err() != nil {
 		return fail("interrupted")
+	}
+	if n := backedOff(dir); n > 0 {
+		r.note("%d process(es) backed off for want of free connection slots on the server", n)
 	}
 	for k, p := range r.procs {
 		if p.crashes > 0 {
@@ -479,6 +483,21 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
+}
+
+// backedOff counts the processes whose log says the connection budget's
+// guard stopped them opening connections: a run starved of slots (other
+// sessions side by side on the server, say) may not settle, and its
+// violations then say what IndexPilot was kept from finishing.
+func backedOff(dir string) int {
+	n := 0
+	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && bytes.Contains(b, []byte(postgres.MsgBackingOff)) {
+			n++
+		}
+	}
+	return n
 }
 
 // keepLogs copies the processes' logs of a failed run for inspection.
