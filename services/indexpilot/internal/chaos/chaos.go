@@ -370,6 +370,14 @@ func (s *Session) dropDatabase(ctx context.Context, name string) error {
 	if _, err := s.admin.Exec(ctx, marker+"alter database "+postgres.Ident(name)+" allow_connections true"); err != nil {
 		return fmt.Errorf("drop database %s: %s", name, postgres.Describe(err))
 	}
+	// Its statements leave pg_stat_statements with it: hundreds of runs
+	// would otherwise fill the shared server's table with entries of dropped
+	// databases, and a full table evicts other users' newest entries.
+	// Without the extension in the maintenance database there is nothing
+	// to call (42883).
+	if _, err := s.admin.Exec(ctx, marker+"select pg_stat_statements_reset(0, d.oid, 0) from pg_database d where d.datname = $1", name); err != nil && postgres.SQLState(err) != "42883" {
+		return fmt.Errorf("reset statements of %s: %s", name, postgres.Describe(err))
+	}
 	if _, err := s.admin.Exec(ctx, marker+"drop database if exists "+postgres.Ident(name)+" with (force)"); err != nil {
 		return fmt.Errorf("drop database %s: %s", name, postgres.Describe(err))
 	}

@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -137,4 +138,36 @@ func TestSessionRefusesAServerWithoutSlotsForARun(t *testing.T) {
 	short, err := (&Session{opts: opts, admin: pool, out: &out}).shortOfSlots(ctx)
 	require.NoError(t, err)
 	require.Empty(t, short, "a memory-shape run fits in 30 slots")
+}
+
+// TestDroppedRunDatabaseLeavesNoStatements: a run's database takes its
+// pg_stat_statements entries with it, so sessions of hundreds of runs do
+// not fill the shared server's table (a full table evicts the newest
+// entries of everyone else).
+func TestDroppedRunDatabaseLeavesNoStatements(t *testing.T) {
+	ctx := context.Background()
+	admin, err := connect(ctx, pgtest.AdminURL(), appHarness, 3)
+	require.NoError(t, err)
+	defer admin.Close()
+	s := &Session{admin: admin}
+	name := fmt.Sprintf("%stest_%d", Prefix, os.Getpid())
+	url, err := demo.CreateDatabase(ctx, pgtest.AdminURL(), name)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.dropDatabase(context.Background(), name) })
+	var oid uint32
+	require.NoError(t, admin.QueryRow(ctx, "select oid from pg_database where datname = $1", name).Scan(&oid))
+	db, err := connect(ctx, url, appDriver, 1)
+	require.NoError(t, err)
+	for _, rel := range []string{"pg_class", "pg_namespace", "pg_type"} {
+		_, err = db.Exec(ctx, "select count(*) from "+rel)
+		require.NoError(t, err)
+	}
+	db.Close()
+	count := func() (n int) {
+		require.NoError(t, admin.QueryRow(ctx, "select count(*) from pg_stat_statements where dbid = $1", oid).Scan(&n))
+		return n
+	}
+	require.GreaterOrEqual(t, count(), 3, "the run's statements are tracked")
+	require.NoError(t, s.dropDatabase(ctx, name))
+	require.Zero(t, count(), "entries of the dropped database left in pg_stat_statements")
 }
