@@ -241,6 +241,25 @@ func Run(ctx context.Context, opts Options, out io.Writer) ([]Result, error) {
 	return results, nil
 }
 
+// processes lists a run's IndexPilot processes by subcommand, in the
+// order they start: `run` per replica (memory), or one process per stage
+// with the scorer and executor replicated (kafka; consumers first: the
+// collector's first poll is a baseline).
+func (o Options) processes() []string {
+	if o.Shape != ShapeKafka {
+		procs := make([]string, o.Procs)
+		for k := range procs {
+			procs[k] = "run"
+		}
+		return procs
+	}
+	stages := []string{"executor", "gatekeeper", "scorer"}
+	for k := 1; k < o.Procs; k++ {
+		stages = append(stages, "executor", "scorer")
+	}
+	return append(stages, "collector")
+}
+
 // slotsPerRun is how many connections one run holds at its peak: each
 // IndexPilot process its budget on the server (the control database is the
 // run's database there), its bypass listener and a build; the harness its
@@ -248,11 +267,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) ([]Result, error) {
 // two minutes of runs, a kafka-shape run with CHAOS_PROCS=2 held at most 36
 // (this gives 38) and a memory-shape run 13 (this gives 13).
 func (o Options) slotsPerRun() int {
-	procs := o.Procs // the all-in-one processes
-	if o.Shape == ShapeKafka {
-		procs = 4 + 2*(o.Procs-1) // collector, gatekeeper, scorers, executors
-	}
-	return procs*(config.Default().Connections.PerServer+2) + 3 + 2 + 2 + 1
+	return len(o.processes())*(config.Default().Connections.PerServer+2) + 3 + 2 + 2 + 1
 }
 
 // shortOfSlots says why the server lacks the connection slots a run needs

@@ -129,13 +129,7 @@ func (s *Session) run(ctx context.Context, i int, fault string) (res Result) {
 		if observed, err = r.observe(ctx, brokers); err != nil {
 			return fail("observe candidates: %v", err)
 		}
-		// Consumers first: the collector's first poll is a baseline.
-		stages := []string{"executor", "gatekeeper", "scorer"}
-		for k := 1; k < s.opts.Procs; k++ {
-			stages = append(stages, "executor", "scorer")
-		}
-		stages = append(stages, "collector")
-		for _, st := range stages {
+		for _, st := range s.opts.processes() {
 			p, err := newProc(st, st)
 			if err != nil {
 				return fail("%v", err)
@@ -146,7 +140,7 @@ func (s *Session) run(ctx context.Context, i int, fault string) (res Result) {
 			r.procs = append(r.procs, p)
 		}
 	} else {
-		for k := 0; k < s.opts.Procs; k++ {
+		for range s.opts.processes() {
 			p, err := newProc("indexpilot", "run")
 			if err != nil {
 				return fail("%v", err)
